@@ -1,0 +1,1 @@
+"""Pure cascade logic: confidence, policy, pricing, calibration, offline evaluation. No I/O."""

@@ -1,0 +1,1 @@
+"""Spillway's orchestrator: the only package that knows Ray Serve and HTTP."""

@@ -1,0 +1,1 @@
+"""Train, evaluate and export the query router; the router artifact format."""
