@@ -1,0 +1,46 @@
+"""`spillway serve`: run the Serve application until stopped."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+
+import click
+
+
+@click.command("serve")
+@click.option(
+    "--config", "config_path", required=True, type=click.Path(dir_okay=False),
+    help="YAML config, e.g. serve_config/local.yaml (local models, SQLite ledger).",
+)
+@click.option("--host", default=None, help="Bind address (default: the config's server.host).")
+@click.option("--port", default=None, type=int, help="Port (default: the config's server.port).")
+def serve(config_path: str, host: str | None, port: int | None) -> None:
+    """Start local Ray, deploy Spillway and serve the OpenAI-compatible API until SIGINT or
+    SIGTERM, which stop Serve, Ray and every engine process cleanly."""
+    from orchestrator.cli.config import load_or_exit
+    from orchestrator.runtime import check_local_files, start, stop
+
+    config = load_or_exit(config_path)
+    missing = check_local_files(config)
+    if missing:
+        click.echo("These files of the config are missing:\n  " + "\n  ".join(missing), err=True)
+        click.echo("Build the local models with: spillway models build", err=True)
+        sys.exit(2)
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    started = time.perf_counter()
+    click.echo("Starting Spillway (Ray Serve, router, small and large vLLM engines)...", err=True)
+    try:
+        start(config, host=host, port=port)
+        url = f"http://{host or config.server.host}:{port or config.server.port}"
+        elapsed = time.perf_counter() - started
+        click.echo(f"Spillway is ready at {url}/v1 ({elapsed:.0f} s). Ctrl-C stops it.", err=True)
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        click.echo("Stopping Spillway...", err=True)
+        stop()

@@ -1,0 +1,235 @@
+"""The whole Spillway configuration as pydantic models; load and validate YAML.
+
+Relative paths in a config file are resolved against the directory of that file, so
+`spillway serve --config serve_config/local.yaml` works from any working directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cascade.policy import CascadePolicy, RoutePolicy
+from cascade.pricing import TokenPrice
+from orchestrator.llm import VLLMEngineConfig
+
+__all__ = [
+    "ConfigError",
+    "SpillwayConfig",
+    "load_config",
+    "validate_config_dict",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Strict):
+    host: str = Field("127.0.0.1", description="Address the HTTP proxy binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port of the HTTP endpoint.")
+    num_cpus: float = Field(
+        2, gt=0, description="Logical CPUs given to the local Ray instance (ray.init num_cpus)."
+    )
+    state_dir: str = Field(
+        ".spillway",
+        description="Directory for caches, Ray session files and other run-time state.",
+    )
+    ingress_num_cpus: float = Field(
+        0.25, gt=0, description="CPUs reserved by each ingress replica (fractional is fine)."
+    )
+    ingress_replicas: int = Field(1, ge=1, description="Number of ingress replicas.")
+    request_timeout_s: float = Field(
+        120, gt=0, description="Upper bound on one query's whole processing time, in seconds."
+    )
+
+
+class TenantSettings(_Strict):
+    name: str = Field(description="Tenant name recorded in the ledger.", min_length=1)
+    api_keys: list[str] = Field(
+        description="API keys of this tenant: a literal key, or 'sha256:<hex>' of the key.",
+        min_length=1,
+    )
+    admin: bool = Field(False, description="Whether these keys may read stats and dashboards.")
+
+    def key_digests(self) -> set[str]:
+        """SHA-256 hex digests of this tenant's keys (literal keys are hashed here)."""
+        return {_digest_of(key) for key in self.api_keys}
+
+
+def _digest_of(key: str) -> str:
+    if key.startswith("sha256:"):
+        return key.removeprefix("sha256:").lower()
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class RouterSettings(_Strict):
+    artifact: str = Field(description="Path of the router artifact directory.")
+    min_probability: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Routes with a lower calibrated probability go to the small base model.",
+    )
+    adapters: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="Router label -> small-model adapter name; null or absent: the base model.",
+    )
+    num_cpus: float = Field(0.25, gt=0, description="CPUs reserved by the router replica.")
+    max_batch_size: int = Field(32, ge=1, description="Largest batch of queries routed at once.")
+    batch_wait_timeout_s: float = Field(
+        0.005, ge=0, description="How long the router waits to fill a batch, in seconds."
+    )
+
+
+class ModelSettings(_Strict):
+    engine: VLLMEngineConfig = Field(description="The vLLM engine serving this model.")
+    price: TokenPrice = Field(description="What this model's tokens cost.")
+    num_cpus: float = Field(0.5, gt=0, description="CPUs reserved by the model's replica.")
+
+
+class LedgerSettings(_Strict):
+    url: str = Field(
+        "sqlite:///.spillway/ledger.db",
+        description="SQLAlchemy URL of the ledger: sqlite:///PATH (relative to the config file) "
+        "or postgresql+psycopg://...",
+    )
+
+
+class LimitSettings(_Strict):
+    max_body_bytes: int = Field(
+        1_000_000, ge=1024, description="Largest accepted request body, in bytes."
+    )
+    max_messages: int = Field(256, ge=1, description="Most messages accepted in one request.")
+    default_max_tokens: int = Field(
+        64, ge=1, description="Completion tokens generated when the request does not say."
+    )
+    max_tokens_limit: int = Field(
+        512, ge=1, description="Largest max_tokens a request may ask for (400 above it)."
+    )
+
+
+class SpillwayConfig(_Strict):
+    server: ServerSettings = Field(default_factory=ServerSettings, description="HTTP and Ray.")
+    tenants: Annotated[list[TenantSettings], Field(min_length=1)] = Field(
+        description="Who may call the service, by API key."
+    )
+    router: RouterSettings = Field(description="The domain router.")
+    small: ModelSettings = Field(description="The small model with its LoRA adapters.")
+    large: ModelSettings = Field(description="The large model answers escalated queries.")
+    cascade: CascadePolicy = Field(
+        default_factory=lambda: CascadePolicy(default=RoutePolicy(threshold=0.5)),
+        description="Confidence signal and threshold per route.",
+    )
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings, description="Cost ledger.")
+    limits: LimitSettings = Field(default_factory=LimitSettings, description="Input limits.")
+
+    @field_validator("tenants")
+    @classmethod
+    def _keys_are_unique(cls, tenants: list[TenantSettings]) -> list[TenantSettings]:
+        seen: dict[str, str] = {}
+        for tenant in tenants:
+            for digest in tenant.key_digests():
+                if digest in seen:
+                    raise ValueError(
+                        f"an API key of tenant {tenant.name!r} is also a key of {seen[digest]!r}"
+                    )
+                seen[digest] = tenant.name
+        return tenants
+
+    @model_validator(mode="after")
+    def _adapters_exist(self) -> SpillwayConfig:
+        known = set(self.small.engine.adapters)
+        for label, adapter in self.router.adapters.items():
+            if adapter is not None and adapter not in known:
+                raise ValueError(
+                    f"router.adapters.{label}: adapter {adapter!r} is not one of "
+                    f"small.engine.adapters ({', '.join(sorted(known)) or 'none'})"
+                )
+        names = [self.small.engine.served_name, self.large.engine.served_name, *known]
+        if len(set(names)) != len(names):
+            raise ValueError("small and large served_name and adapter names must all differ")
+        return self
+
+    def tenant_by_key_digest(self) -> dict[str, TenantSettings]:
+        return {digest: t for t in self.tenants for digest in t.key_digests()}
+
+    def price_table(self) -> dict[str, Decimal]:
+        """Prices per million tokens, for display."""
+        return {
+            "small_input": self.small.price.input_per_million,
+            "small_output": self.small.price.output_per_million,
+            "large_input": self.large.price.input_per_million,
+            "large_output": self.large.price.output_per_million,
+        }
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; `problems` lists each error with its YAML path."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+def _format_error(error: Any) -> str:
+    path = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    return f"{path}: {error['msg']}"
+
+
+def validate_config_dict(data: Any, source: str = "<config>") -> SpillwayConfig:
+    """Validate parsed YAML; raise ConfigError naming every bad field by its path."""
+    if not isinstance(data, dict):
+        raise ConfigError(source, ["(top level): expected a mapping of settings"])
+    try:
+        return SpillwayConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, [_format_error(e) for e in exc.errors()]) from None
+
+
+def _resolve_paths(config: SpillwayConfig, base: Path) -> SpillwayConfig:
+    """Make the config's relative file paths absolute, relative to `base`."""
+
+    def resolve(value: str) -> str:
+        path = Path(value).expanduser()
+        return str(path if path.is_absolute() else (base / path).resolve())
+
+    config.server.state_dir = resolve(config.server.state_dir)
+    config.router.artifact = resolve(config.router.artifact)
+    for model in (config.small, config.large):
+        engine = model.engine
+        if not _looks_like_hub_name(engine.model):
+            engine.model = resolve(engine.model)
+        engine.adapters = {name: resolve(p) for name, p in engine.adapters.items()}
+    url = config.ledger.url
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        config.ledger.url = "sqlite:///" + resolve(url.removeprefix("sqlite:///"))
+    return config
+
+
+def _looks_like_hub_name(model: str) -> bool:
+    """'meta-llama/Llama-3.1-8B-Instruct' is a hub id, './models/x' or 'models/x' a path."""
+    return (
+        model.count("/") == 1 and not model.startswith((".", "/", "~")) and "\\" not in model
+    ) and not Path(model).exists()
+
+
+def load_config(path: str | Path) -> SpillwayConfig:
+    """Read, validate and resolve a YAML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read the file: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
+    config = validate_config_dict(data, str(path))
+    return _resolve_paths(config, path.resolve().parent)

@@ -1,0 +1,153 @@
+"""What the ingress needs besides the query path: authentication, body parsing, ledger rows.
+
+Kept apart from the FastAPI routes so each piece is small and testable without Ray.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+
+from orchestrator.config import SpillwayConfig, TenantSettings
+from orchestrator.errors import (
+    InvalidRequest,
+    PayloadTooLarge,
+    SpillwayError,
+    Unauthorized,
+    from_validation_error,
+)
+from orchestrator.ledger import Ledger, LedgerRow
+from orchestrator.protocol import ChatCompletionRequest
+from orchestrator.service import QueryService, QueryTrace
+
+
+class Gateway:
+    """Per-replica state of the ingress: the query service, the key table and the ledger."""
+
+    def __init__(self, config: SpillwayConfig, service: QueryService, ledger: Ledger):
+        self.config = config
+        self.service = service
+        self.ledger = ledger
+        self._tenants = config.tenant_by_key_digest()
+
+    # ----- authentication -----------------------------------------------------------------------
+    def authenticate(self, request: Request) -> TenantSettings:
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise Unauthorized(
+                "Missing API key: send it as 'Authorization: Bearer <key>'.",
+                code="missing_api_key",
+            )
+        tenant = self._tenants.get(hashlib.sha256(key.strip().encode()).hexdigest())
+        if tenant is None:
+            raise Unauthorized("Incorrect API key provided.")
+        return tenant
+
+    # ----- request body -------------------------------------------------------------------------
+    async def read_chat_request(self, request: Request) -> ChatCompletionRequest:
+        raw = await read_body(request, self.config.limits.max_body_bytes)
+        return parse_chat_request(raw)
+
+    # ----- ledger -------------------------------------------------------------------------------
+    def record(self, trace: QueryTrace, *, status: int, error: SpillwayError | None = None) -> None:
+        """Write the query's one ledger row. Never raises into the request path."""
+        self.ledger.record(ledger_row(trace, status=status, error=error))
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than `limit` bytes without reading them all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The request body is over the limit of {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"The request body is over the limit of {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
+    """Decode and validate a chat completion body; every failure is a 400 naming the field."""
+    if not raw.strip():
+        raise InvalidRequest("The request body is empty; send a JSON object.", code="empty_body")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(
+            f"The request body is not valid UTF-8 (byte {exc.start}).", code="invalid_utf8"
+        ) from None
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        where = f" at line {exc.lineno} column {exc.colno}" if hasattr(exc, "lineno") else ""
+        raise InvalidRequest(
+            f"The request body is not valid JSON{where}.", code="invalid_json"
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    try:
+        return ChatCompletionRequest.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
+
+
+def ledger_row(trace: QueryTrace, *, status: int, error: SpillwayError | None) -> LedgerRow:
+    small, large, cost = trace.small_usage, trace.large_usage, trace.cost
+    decision = trace.decision
+    zero = Decimal(0)
+    return LedgerRow(
+        query_id=trace.query_id,
+        created_at=datetime.now(UTC),
+        tenant=trace.tenant,
+        status="ok" if error is None else "error",
+        http_status=status,
+        error_type=error.code if error else None,
+        error_message=error.message if error else None,
+        model_requested=trace.model_requested,
+        stream=trace.stream,
+        route=trace.route,
+        route_probability=trace.route_probability,
+        router_version=trace.router_version,
+        adapter=trace.adapter,
+        answered_by=trace.answered_by or None,
+        confidence=decision.confidence if decision else None,
+        confidence_signal=decision.signal if decision else None,
+        threshold=decision.threshold if decision else None,
+        escalated=trace.escalated,
+        escalation_reason=trace.reason if trace.escalated else None,
+        small_prompt_tokens=small.prompt_tokens if small else 0,
+        small_completion_tokens=small.completion_tokens if small else 0,
+        large_prompt_tokens=large.prompt_tokens if large else 0,
+        large_completion_tokens=large.completion_tokens if large else 0,
+        cost_small_usd=cost.small if cost else zero,
+        cost_large_usd=cost.large if cost else zero,
+        cost_usd=cost.total if cost else zero,
+        baseline_cost_usd=cost.baseline if cost else zero,
+        latency_router_ms=trace.latency_ms.get("router"),
+        latency_small_ms=trace.latency_ms.get("small"),
+        latency_large_ms=trace.latency_ms.get("large"),
+        latency_total_ms=trace.latency_ms.get("total"),
+    )
+
+
+def json_safe(row: dict[str, Any]) -> dict[str, Any]:
+    """A ledger row as JSON-friendly values (Decimal as string, datetime as ISO 8601)."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, Decimal):
+            out[key] = str(value)
+        elif isinstance(value, datetime):
+            out[key] = value.isoformat()
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,234 @@
+"""Thin FastAPI routes over the Gateway, and the Serve ingress deployment class."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from orchestrator.errors import (
+    GatewayTimeout,
+    InvalidRequest,
+    NotFound,
+    ServiceUnavailable,
+    SpillwayError,
+)
+from orchestrator.gateway import Gateway, json_safe
+from orchestrator.llm import GenerationRequest, GenerationResult, LLMRequestError, StreamDelta
+from orchestrator.protocol import AUTO_MODEL, ChatCompletionRequest, chunk_body, completion_body
+from orchestrator.service import Backends, QueryTrace, new_query_id
+
+
+def error_response(error: SpillwayError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers())
+
+
+def as_spillway_error(exc: BaseException) -> SpillwayError:
+    """Map what a backend raised (possibly wrapped by Ray) to a client-facing error."""
+    cause = getattr(exc, "cause", None)  # Ray wraps a deployment's exception; use the original
+    if isinstance(cause, BaseException):
+        exc = cause
+    if isinstance(exc, SpillwayError):
+        return exc
+    if isinstance(exc, LLMRequestError):
+        return InvalidRequest(str(exc), param=exc.param, code=getattr(exc, "code", None))
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return GatewayTimeout("The query took longer than the configured request timeout.")
+    return ServiceUnavailable(f"A model backend failed: {type(exc).__name__}.")
+
+
+def create_app(gateway: Gateway) -> FastAPI:
+    """The HTTP surface. Every error leaves in OpenAI's error shape."""
+    app = FastAPI(title="Spillway", version="0.1.0", docs_url=None, redoc_url=None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return error_response(NotFound("No such endpoint.", code="unknown_url"))
+        error = SpillwayError(str(exc.detail))
+        error.status, error.error_type, error.code = exc.status_code, "invalid_request_error", None  # type: ignore[assignment]
+        return error_response(error)
+
+    @app.exception_handler(SpillwayError)
+    async def _spillway_error(_: Request, exc: SpillwayError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> dict[str, str]:
+        return {"status": "ready"}
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        gateway.authenticate(request)
+        return {"object": "list", "data": model_cards(gateway)}
+
+    @app.get("/v1/queries/{query_id}")
+    async def query_row(query_id: str, request: Request) -> dict[str, Any]:
+        tenant = gateway.authenticate(request)
+        row = gateway.ledger.get(query_id)
+        if row is None or (row["tenant"] != tenant.name and not tenant.admin):
+            raise NotFound(f"No query with id '{query_id}'.", param="query_id")
+        return json_safe(row)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        tenant = gateway.authenticate(request)
+        trace = QueryTrace(new_query_id(), tenant.name, model_requested="", stream=False)
+        try:
+            parsed = await gateway.read_chat_request(request)
+            trace.model_requested, trace.stream = parsed.model, parsed.stream
+            timeout = gateway.config.server.request_timeout_s
+            if parsed.stream:
+                return await asyncio.wait_for(_open_stream(gateway, parsed, trace), timeout)
+            return await asyncio.wait_for(_complete(gateway, parsed, trace), timeout)
+        except Exception as exc:  # every failure becomes a clean error and a ledger row
+            error = as_spillway_error(exc)
+            _record_failure(gateway, trace, error)
+            return error_response(error)
+
+    return app
+
+
+def model_cards(gateway: Gateway) -> list[dict[str, Any]]:
+    config = gateway.config
+    created = int(time.time())
+    cards = [(AUTO_MODEL, "spillway", None)]
+    cards.append((config.small.engine.served_name, "small", None))
+    cards += [(a, "adapter", config.small.engine.served_name) for a in config.small.engine.adapters]
+    cards.append((config.large.engine.served_name, "large", None))
+    return [
+        {"id": name, "object": "model", "created": created, "owned_by": "spillway",
+         "spillway_role": role, "parent": parent}
+        for name, role, parent in cards
+    ]
+
+
+def _record_failure(gateway: Gateway, trace: QueryTrace, error: SpillwayError) -> None:
+    if trace.cost is None and (trace.small_usage or trace.large_usage):
+        gateway.service.settle(trace)  # attempts that ran are billed even when the query fails
+    trace.latency_ms.setdefault("total", (time.perf_counter() - trace.started) * 1000.0)
+    gateway.record(trace, status=error.status, error=error)
+
+
+async def _complete(gateway: Gateway, parsed: ChatCompletionRequest, trace: QueryTrace) -> Response:
+    result = await gateway.service.complete(parsed, trace)
+    info = trace.info()
+    body = completion_body(
+        completion_id="chatcmpl-" + trace.query_id.removeprefix("q-"),
+        model=result.model,
+        text=result.text,
+        finish_reason=result.finish_reason,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        info=info,
+    )
+    gateway.record(trace, status=200)
+    return JSONResponse(body, headers=info.headers())
+
+
+async def _open_stream(
+    gateway: Gateway, parsed: ChatCompletionRequest, trace: QueryTrace
+) -> Response:
+    """Decide before the first byte (the small answer is held), then stream the accepted one."""
+    deltas = await gateway.service.open_stream(parsed, trace)
+    headers = {k: v for k, v in trace.info().headers().items() if k != "x-spillway-cost-usd"}
+    events = _sse_events(gateway, parsed, trace, deltas)
+    return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+
+
+async def _sse_events(
+    gateway: Gateway,
+    parsed: ChatCompletionRequest,
+    trace: QueryTrace,
+    deltas: AsyncIterator[StreamDelta],
+) -> AsyncIterator[str]:
+    completion_id = "chatcmpl-" + trace.query_id.removeprefix("q-")
+    created = int(time.time())
+    model = trace.answered_by
+
+    def event(body: dict[str, Any]) -> str:
+        return f"data: {json.dumps(body)}\n\n"
+
+    last: StreamDelta | None = None
+    try:
+        yield event(chunk_body(completion_id=completion_id, model=model, created=created,
+                               delta={"role": "assistant", "content": ""}))
+        async for delta in deltas:
+            last = delta
+            if delta.text:
+                yield event(chunk_body(completion_id=completion_id, model=model,
+                                       created=created, delta={"content": delta.text}))
+        usage = {
+            "prompt_tokens": last.prompt_tokens if last else 0,
+            "completion_tokens": last.completion_tokens if last else 0,
+        }
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        extra: dict[str, Any] = {"spillway": trace.info().model_dump(), "usage": usage}
+        yield event(chunk_body(completion_id=completion_id, model=model, created=created,
+                               delta={}, finish_reason=last.finish_reason if last else "stop",
+                               extra=extra))
+        yield "data: [DONE]\n\n"
+        gateway.record(trace, status=200)
+    except Exception as exc:  # headers are gone: report in-band, record, end the stream
+        error = as_spillway_error(exc)
+        _record_failure(gateway, trace, error)
+        yield event(error.body())
+        yield "data: [DONE]\n\n"
+
+
+class SpillwayIngress:
+    """The Serve ingress: one Gateway per replica; handles to the router and both models.
+
+    The builder wraps it with `serve.ingress()` and `serve.deployment`; the FastAPI app is
+    built on the replica (`__serve_build_asgi_app__`), so nothing is pickled but the config.
+    """
+
+    def __init__(self, config_data: dict[str, Any], router: Any, small: Any, large: Any):
+        from orchestrator.config import SpillwayConfig
+        from orchestrator.ledger import Ledger
+        from orchestrator.service import QueryService
+
+        config = SpillwayConfig.model_validate(config_data)
+        ledger = Ledger(config.ledger.url)
+        ledger.start()
+        service = QueryService(config, handle_backends(router, small, large))
+        self._gateway = Gateway(config, service, ledger)
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return create_app(self._gateway)
+
+    def __del__(self) -> None:
+        gateway = getattr(self, "_gateway", None)
+        if gateway is not None:
+            gateway.ledger.close()
+
+
+def handle_backends(router: Any, small: Any, large: Any) -> Backends:
+    """Backends over Serve deployment handles."""
+
+    async def route(text: str) -> Any:
+        return await router.route.remote(text)
+
+    async def small_generate(request: GenerationRequest) -> GenerationResult:
+        return await small.generate.remote(request)
+
+    async def large_generate(request: GenerationRequest) -> GenerationResult:
+        return await large.generate.remote(request)
+
+    def small_stream(request: GenerationRequest) -> AsyncIterator[StreamDelta]:
+        return small.options(stream=True).stream.remote(request)  # type: ignore[no-any-return]
+
+    def large_stream(request: GenerationRequest) -> AsyncIterator[StreamDelta]:
+        return large.options(stream=True).stream.remote(request)  # type: ignore[no-any-return]
+
+    return Backends(route, small_generate, small_stream, large_generate, large_stream)

@@ -1,0 +1,167 @@
+"""Request and response shapes: OpenAI's chat completion API plus Spillway's extension."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+AUTO_MODEL = "auto"
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["text"] = Field(description="Only text parts are supported.")
+    text: str = Field(description="The text of this part.")
+
+
+class ChatMessageIn(BaseModel):
+    """One message of the conversation. Unknown OpenAI fields (name, tool_calls…) are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "user", "assistant", "developer"] = Field(
+        description="Who said it; 'developer' is treated as 'system'."
+    )
+    content: str | list[TextPart] = Field(description="Text, or a list of text parts.")
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+    def as_dict(self) -> dict[str, str]:
+        role = "system" if self.role == "developer" else self.role
+        return {"role": role, "content": self.text()}
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    include_usage: bool = Field(False, description="Send usage on the final chunk.")
+
+
+class ChatCompletionRequest(BaseModel):
+    """The subset of OpenAI's request that Spillway honours.
+
+    Unknown top-level fields are ignored, as OpenAI-compatible servers commonly do, so clients
+    that send newer options keep working; fields that would change the answer's meaning in a
+    way Spillway cannot honour (n > 1, tools) are rejected.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+    model: str = Field(min_length=1, description="'auto', an adapter name or a model name.")
+    messages: list[ChatMessageIn] = Field(min_length=1, description="The conversation so far.")
+    max_tokens: int | None = Field(None, ge=1, description="Most completion tokens.")
+    max_completion_tokens: int | None = Field(None, ge=1, description="Alias of max_tokens.")
+    temperature: float = Field(1.0, ge=0, le=2, description="Sampling temperature.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
+    n: int = Field(1, ge=1, le=1, description="Only one choice is supported.")
+    stream: bool = Field(False, description="Server-sent events instead of one JSON body.")
+    stream_options: StreamOptions | None = Field(None, description="Streaming options.")
+    stop: str | list[str] | None = Field(None, description="Stop sequences.")
+    seed: int | None = Field(None, description="Sampling seed.")
+    user: str | None = Field(None, description="End-user id (recorded nowhere).")
+    tools: list[Any] | None = Field(None, description="Not supported; must be absent or empty.")
+
+    @field_validator("tools")
+    @classmethod
+    def _no_tools(cls, tools: list[Any] | None) -> list[Any] | None:
+        if tools:
+            raise ValueError("tool calling is not supported")
+        return tools
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(stop, list) and len(stop) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return stop
+
+    def stop_list(self) -> list[str] | None:
+        if self.stop is None:
+            return None
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+    def requested_max_tokens(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+class SpillwayInfo(BaseModel):
+    """Which model answered and why; added to every response as `spillway`."""
+
+    query_id: str
+    route: str | None
+    route_probability: float | None
+    router_version: str | None = None
+    adapter: str | None
+    answered_by: str
+    confidence: float | None
+    confidence_signal: str | None = None
+    threshold: float | None = None
+    escalated: bool
+    reason: str
+    cost_usd: str
+    baseline_cost_usd: str
+
+    def headers(self) -> dict[str, str]:
+        """The same facts as `x-spillway-*` response headers."""
+        values: dict[str, Any] = {
+            "query-id": self.query_id,
+            "route": self.route or "",
+            "route-probability": _fmt(self.route_probability),
+            "adapter": self.adapter or "",
+            "answered-by": self.answered_by,
+            "confidence": _fmt(self.confidence),
+            "escalated": str(self.escalated).lower(),
+            "reason": self.reason,
+            "cost-usd": self.cost_usd,
+        }
+        return {f"x-spillway-{key}": str(value) for key, value in values.items()}
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.6f}"
+
+
+def completion_body(
+    *, completion_id: str, model: str, text: str, finish_reason: str,
+    prompt_tokens: int, completion_tokens: int, info: SpillwayInfo,
+) -> dict[str, Any]:
+    """A non-streaming chat.completion object."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": finish_reason,
+                "logprobs": None,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+        "spillway": info.model_dump(),
+    }
+
+
+def chunk_body(
+    *, completion_id: str, model: str, created: int, delta: dict[str, Any],
+    finish_reason: str | None = None, extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One chat.completion.chunk object of a stream."""
+    body: dict[str, Any] = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
+    }
+    if extra:
+        body.update(extra)
+    return body

@@ -1,0 +1,96 @@
+"""Start and stop Spillway on a local Ray instance (the CLI and the integration tests use it)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config import SpillwayConfig
+
+log = logging.getLogger("spillway")
+
+# Unix socket paths are limited to 107 bytes and Ray's session dirs are long.
+_MAX_RAY_TMP_LEN = 48
+
+
+def runtime_env_vars(config: SpillwayConfig) -> dict[str, str]:
+    """Environment every Spillway process needs here: offline hub, loopback, shared caches.
+
+    The compile caches live in the state dir and outlive runs: a fresh machine's first
+    generate compiles CPU kernels for ~15 s, later runs reuse them."""
+    state = Path(config.server.state_dir)
+    cache = state / "cache"
+    return {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "VLLM_HOST_IP": "127.0.0.1",
+        "VLLM_CACHE_ROOT": str(cache / "vllm"),
+        "TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor"),
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+
+
+def apply_env(env: dict[str, str]) -> None:
+    for key, value in env.items():
+        os.environ.setdefault(key, value)
+
+
+def ray_temp_dir(config: SpillwayConfig) -> str:
+    candidate = Path(config.server.state_dir) / "ray"
+    if len(str(candidate)) > _MAX_RAY_TMP_LEN:
+        candidate = Path(tempfile.gettempdir()) / f"spillway-ray-{os.getuid()}"
+    candidate.mkdir(parents=True, exist_ok=True)
+    return str(candidate)
+
+
+def check_local_files(config: SpillwayConfig) -> list[str]:
+    """Files the config points at that are missing, with the command that makes them."""
+    missing = []
+    paths = [config.router.artifact, *config.small.engine.adapters.values()]
+    paths += [m.engine.model for m in (config.small, config.large) if m.engine.model.startswith("/")]
+    for path in paths:
+        if not Path(path).exists():
+            missing.append(path)
+    return missing
+
+
+def start(config: SpillwayConfig, *, host: str | None = None, port: int | None = None) -> Any:
+    """Start local Ray and Serve, deploy the application and wait until it is ready."""
+    import ray
+    from ray import serve
+
+    from orchestrator.builder import APP_NAME, build_app
+
+    env = runtime_env_vars(config)
+    apply_env(env)
+    for key in ("VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR"):
+        Path(env[key]).mkdir(parents=True, exist_ok=True)
+    ray.init(
+        num_cpus=config.server.num_cpus,
+        include_dashboard=False,
+        _temp_dir=ray_temp_dir(config),
+        runtime_env={"env_vars": env},
+        logging_level=logging.WARNING,
+        configure_logging=True,
+    )
+    serve.start(
+        http_options={"host": host or config.server.host, "port": port or config.server.port},
+    )
+    return serve.run(build_app(config), name=APP_NAME, route_prefix="/", blocking=False)
+
+
+def stop() -> None:
+    """Delete the application, stop Serve and Ray (and with them every engine process)."""
+    import ray
+    from ray import serve
+
+    try:
+        serve.shutdown()
+    finally:
+        ray.shutdown()
