@@ -1,0 +1,195 @@
+"""`spillway router train|eval|predict`. Heavy modules are imported inside the commands."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+_SUMMARY_KEYS = (
+    "accuracy",
+    "macro_f1",
+    "in_scope_accuracy",
+    "oos_recall",
+    "abstain_rate",
+    "accepted_accuracy",
+    "ece",
+    "abstain_threshold",
+    "latency_ms_p50",
+    "latency_ms_p99",
+    "throughput_qps",
+)
+
+
+@click.group()
+def router() -> None:
+    """Train, evaluate and query routers (router artifacts are directories)."""
+
+
+def _fail(error: Exception) -> None:
+    raise click.ClickException(str(error)) from error
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from router_training.artifact import ArtifactError
+    from router_training.data import DataError
+
+    return (DataError, ArtifactError, FileExistsError, ValueError)
+
+
+@router.command()
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Labelled JSONL/CSV.")
+@click.option("--val", type=click.Path(path_type=Path), help="Validation file (default: hold out).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Artifact directory.")
+@click.option("--base-model", type=click.Path(path_type=Path), help="Local HF encoder dir.")
+@click.option("--teacher", type=click.Path(path_type=Path), help="Router artifact to distil.")
+@click.option("--text-field", default="text", show_default=True, help="Field with the query.")
+@click.option("--label-field", default="label", show_default=True, help="Field with the label.")
+@click.option("--epochs", type=int, help="Maximum epochs (default: the model kind's).")
+@click.option("--seed", default=0, show_default=True, help="Random seed (training is repeatable).")
+@click.option("--max-length", default=64, show_default=True, help="Tokens kept per query.")
+@click.option("--baseline", type=click.Choice(["tfidf"]), help="Train the TF-IDF + LR baseline.")
+@click.option(
+    "--runtime",
+    type=click.Choice(["auto", "torch", "onnx"]),
+    default="auto",
+    show_default=True,
+    help="Encoder runtime stored in the artifact.",
+)
+@click.option(
+    "--out-of-scope-label",
+    default="auto",
+    show_default=True,
+    help="Label meaning 'no adapter' ('auto': out_of_scope/oos if present; 'none').",
+)
+@click.option(
+    "--abstain-target",
+    default="auto",
+    show_default=True,
+    help="e.g. 'oos_recall>=0.8', 'accepted_accuracy>=0.95', 'abstain_rate<=0.02', "
+    "'fixed=0.5', 'none'.",
+)
+@click.option("--mlflow", "mlflow_uri", help="Log params, metrics and the artifact to MLflow.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+def train(**kwargs: Any) -> None:
+    """Train a router on labelled queries and write its artifact."""
+    from router_training.train import train_router
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    oos = kwargs["out_of_scope_label"]
+    options: dict[str, Any] = {
+        "base_model": kwargs["base_model"],
+        "teacher": kwargs["teacher"],
+        "max_length": kwargs["max_length"],
+        "runtime": kwargs["runtime"],
+        "out_of_scope_label": None if oos == "none" else oos,
+        "abstain_target": kwargs["abstain_target"],
+    }
+    try:
+        report = train_router(
+            kwargs["data"],
+            kwargs["out"],
+            val=kwargs["val"],
+            kind=kwargs["baseline"] or "bert",
+            seed=kwargs["seed"],
+            epochs=kwargs["epochs"],
+            text_field=kwargs["text_field"],
+            label_field=kwargs["label_field"],
+            progress=not kwargs["no_progress"],
+            **options,
+        )
+    except _user_errors() as error:
+        _fail(error)
+    if kwargs["mlflow_uri"]:
+        from router_training.tracking import log_to_mlflow
+
+        log_to_mlflow(kwargs["mlflow_uri"], "train", report.artifact, report.metrics)
+    if kwargs["as_json"]:
+        click.echo(report.model_dump_json(indent=2))
+        return
+    click.echo(f"router {report.version} ({report.kind}) -> {report.artifact}")
+    click.echo(f"validation: {report.validation}")
+    _echo_summary(report.metrics)
+    click.echo(f"trained in {report.seconds:.1f} s")
+
+
+@router.command(name="eval")
+@click.option("--model", required=True, type=click.Path(path_type=Path), help="Artifact dir.")
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Labelled JSONL/CSV.")
+@click.option("--text-field", default="text", show_default=True, help="Field with the query.")
+@click.option("--label-field", default="label", show_default=True, help="Field with the label.")
+@click.option("--batch-size", default=64, show_default=True, help="Batch size for throughput.")
+@click.option("--no-speed", is_flag=True, help="Skip the latency and throughput measurement.")
+@click.option("--mlflow", "mlflow_uri", help="Log metrics to MLflow.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def evaluate(**kwargs: Any) -> None:
+    """Evaluate a router: quality, calibration, abstention, latency and throughput."""
+    from router_training.evaluate import evaluate_router
+
+    try:
+        metrics = evaluate_router(
+            kwargs["model"],
+            kwargs["data"],
+            text_field=kwargs["text_field"],
+            label_field=kwargs["label_field"],
+            speed=not kwargs["no_speed"],
+            batch_size=kwargs["batch_size"],
+        )
+    except _user_errors() as error:
+        _fail(error)
+    if kwargs["mlflow_uri"]:
+        from router_training.tracking import log_to_mlflow
+
+        log_to_mlflow(kwargs["mlflow_uri"], "eval", kwargs["model"], metrics)
+    if kwargs["as_json"]:
+        click.echo(json.dumps(metrics, indent=2))
+        return
+    click.echo(f"router {metrics['artifact_version']} on {metrics['data']}")
+    _echo_summary(metrics)
+    click.echo("per label (precision / recall / F1 / support):")
+    for label, row in metrics["per_label"].items():
+        click.echo(
+            f"  {label:24s} {row['precision']:.3f} {row['recall']:.3f} {row['f1']:.3f} "
+            f"{row['support']}"
+        )
+
+
+@router.command()
+@click.option("--model", required=True, type=click.Path(path_type=Path), help="Artifact dir.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object a line.")
+@click.argument("texts", nargs=-1, required=True)
+def predict(model: Path, as_json: bool, texts: tuple[str, ...]) -> None:
+    """Label queries: label, probability, runner-up."""
+    from dataclasses import asdict
+
+    from router_training.artifact import load_router
+
+    try:
+        loaded = load_router(model)
+    except _user_errors() as error:
+        _fail(error)
+    for text, prediction in zip(texts, loaded.predict(list(texts)), strict=True):
+        if as_json:
+            row = {"text": text, **asdict(prediction), "artifact_version": loaded.version}
+            click.echo(json.dumps(row))
+            continue
+        note = "  -> abstain (base model)" if prediction.abstained else ""
+        click.echo(
+            f"{prediction.label} {prediction.probability:.3f} "
+            f"(runner-up {prediction.runner_up} {prediction.runner_up_probability:.3f}){note}"
+            f"  {text}"
+        )
+
+
+def _echo_summary(metrics: dict[str, Any]) -> None:
+    for key in _SUMMARY_KEYS:
+        value = metrics.get(key)
+        if value is not None:
+            click.echo(
+                f"  {key:20s} {value:.4f}" if isinstance(value, float) else f"  {key} {value}"
+            )

@@ -1,0 +1,69 @@
+"""The model card (README.md) written into every router artifact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from router_training.artifact import Manifest
+
+__all__ = ["write_card"]
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def write_card(directory: Path, manifest: Manifest, label_counts: dict[str, int]) -> None:
+    metrics = manifest.metrics
+    lines = [
+        f"# Spillway router `{manifest.version()}`",
+        "",
+        f"A {manifest.kind} query router ({manifest.runtime} runtime) that labels a user query "
+        f"with one of {len(manifest.labels)} labels. Created {manifest.created_at}.",
+        "",
+        "## Training data",
+        f"- file SHA-256: `{manifest.data_sha256}`",
+        f"- source: {manifest.params.get('data', 'n/a')}",
+        f"- rows used for training: {manifest.train_examples}",
+        f"- validation: {manifest.validation}",
+        "",
+        "| label | training rows |",
+        "|---|---|",
+        *[f"| {label} | {count} |" for label, count in label_counts.items()],
+        "",
+        "## Decisions",
+        f"- out-of-scope label: {_fmt(manifest.out_of_scope_label)}",
+        f"- temperature (fitted on validation): {manifest.temperature:.4f}",
+        f"- abstain threshold: {manifest.abstain_threshold:.4f} (target: "
+        f"`{manifest.abstain_target}`); below it, or when the top label is out-of-scope, "
+        "the service answers with the base model.",
+        "",
+        "## Validation results",
+        "| metric | value |",
+        "|---|---|",
+        *[
+            f"| {key} | {_fmt(metrics.get(key))} |"
+            for key in (
+                "accuracy",
+                "macro_f1",
+                "in_scope_accuracy",
+                "oos_recall",
+                "abstain_rate",
+                "accepted_accuracy",
+                "ece",
+            )
+        ],
+        "",
+        "## Training parameters",
+        *[f"- {key}: `{value}`" for key, value in sorted(manifest.params.items())],
+        "",
+        "Limitations: the router only knows the labels above; queries unlike its training data "
+        "get unreliable probabilities. Re-evaluate with `spillway router eval` on your traffic.",
+        "",
+    ]
+    (directory / "README.md").write_text("\n".join(lines))

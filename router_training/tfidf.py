@@ -1,0 +1,117 @@
+"""The TF-IDF + logistic-regression router: fit, save as plain JSON/npz (no pickle), load.
+
+Word 1–2-grams and character 2–5-grams inside word boundaries, sublinear term frequency,
+multinomial logistic regression with balanced class weights.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["TFIDF_FILES", "TfidfScorer", "fit_tfidf"]
+
+TFIDF_FILES = ("tfidf.json", "tfidf.npz")
+
+_VECTORIZERS: tuple[dict[str, Any], ...] = (
+    {"analyzer": "word", "ngram_range": (1, 2), "sublinear_tf": True, "min_df": 1},
+    {"analyzer": "char_wb", "ngram_range": (2, 5), "sublinear_tf": True, "min_df": 2},
+)
+
+
+class TfidfScorer:
+    """Logits of a fitted TF-IDF + LR model; cheap for one query (two sparse transforms)."""
+
+    def __init__(self, vectorizers: list[Any], coef: np.ndarray, intercept: np.ndarray) -> None:
+        self._vectorizers = vectorizers
+        self._coef_t = np.ascontiguousarray(coef.T)
+        self._intercept = intercept
+
+    @property
+    def n_outputs(self) -> int:
+        return max(2, self._coef_t.shape[1])
+
+    def features(self, texts: Sequence[str]) -> Any:
+        from scipy.sparse import hstack
+
+        return hstack([v.transform(texts) for v in self._vectorizers], format="csr")
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        scores = np.asarray(self.features(texts) @ self._coef_t) + self._intercept
+        if scores.shape[1] == 1:  # binary LR scores the second class only
+            scores = np.hstack([np.zeros_like(scores), scores])
+        return scores  # type: ignore[no-any-return]
+
+    def save(self, directory: Path) -> list[str]:
+        meta = []
+        arrays: dict[str, np.ndarray] = {"coef": self._coef_t.T, "intercept": self._intercept}
+        for index, vectorizer in enumerate(self._vectorizers):
+            params = {k: v for k, v in vectorizer.get_params().items() if k != "dtype"}
+            params = {k: v for k, v in params.items() if _jsonable(v)}
+            vocabulary = {term: int(col) for term, col in vectorizer.vocabulary_.items()}
+            meta.append({"params": params, "vocabulary": vocabulary})
+            arrays[f"idf_{index}"] = vectorizer.idf_
+        (directory / "tfidf.json").write_text(json.dumps({"vectorizers": meta}))
+        np.savez(directory / "tfidf.npz", **arrays)  # type: ignore[arg-type]
+        return list(TFIDF_FILES)
+
+    @classmethod
+    def load(cls, directory: Path) -> TfidfScorer:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        meta = json.loads((directory / "tfidf.json").read_text())
+        with np.load(directory / "tfidf.npz", allow_pickle=False) as arrays:
+            vectorizers = []
+            for index, spec in enumerate(meta["vectorizers"]):
+                params = dict(spec["params"])
+                params["ngram_range"] = tuple(params["ngram_range"])
+                vectorizer = TfidfVectorizer(**params, dtype=np.float32)
+                vectorizer.vocabulary_ = spec["vocabulary"]
+                vectorizer.idf_ = arrays[f"idf_{index}"]
+                if len(vectorizer.idf_) != len(vectorizer.vocabulary_):
+                    raise ValueError(f"vectorizer {index}: idf and vocabulary sizes differ")
+                vectorizers.append(vectorizer)
+            return cls(vectorizers, arrays["coef"], arrays["intercept"])
+
+
+def fit_tfidf(
+    texts: Sequence[str], targets: np.ndarray, *, seed: int, c: float = 10.0
+) -> TfidfScorer:
+    """Fit the vectorizers and a class-weighted multinomial LR on integer targets."""
+    from scipy.sparse import hstack
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vectorizers = [TfidfVectorizer(**spec, dtype=np.float32) for spec in _VECTORIZERS]
+    features = hstack([v.fit_transform(texts) for v in vectorizers], format="csr")
+    model = LogisticRegression(C=c, class_weight="balanced", max_iter=2000, random_state=seed)
+    model.fit(features, targets)
+    n_classes = int(targets.max()) + 1
+    coef, intercept = _expand(model, n_classes)
+    return TfidfScorer(vectorizers, coef, intercept)
+
+
+def _expand(model: Any, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficients for every label index, even labels absent from the fitted classes."""
+    coef = np.asarray(model.coef_, dtype=np.float32)
+    intercept = np.asarray(model.intercept_, dtype=np.float32)
+    if coef.shape[0] == 1 and n_classes == 2:
+        return coef, intercept
+    full = np.zeros((n_classes, coef.shape[1]), np.float32)
+    bias = np.full(n_classes, -1e4, np.float32)
+    for row, cls in enumerate(model.classes_):
+        full[int(cls)] = coef[row]
+        bias[int(cls)] = intercept[row]
+    return full, bias
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except TypeError:
+        return False
+    return True
