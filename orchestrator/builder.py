@@ -21,7 +21,7 @@ def build_app(config: SpillwayConfig) -> Any:
     from orchestrator.llm import LLMDeployment
     from orchestrator.router import RouterDeployment
 
-    router = serve.deployment(
+    router = serve.deployment(  # type: ignore[attr-defined]
         RouterDeployment,
         name="Router",
         ray_actor_options={"num_cpus": config.router.num_cpus},
@@ -37,7 +37,7 @@ def build_app(config: SpillwayConfig) -> Any:
     large = _llm_deployment(serve, LLMDeployment, "LargeLLM", config.large.num_cpus).bind(
         config.large.engine.model_dump(mode="json")
     )
-    ingress = serve.deployment(
+    ingress: Any = serve.deployment(
         serve.ingress()(SpillwayIngress),
         name="Ingress",
         num_replicas=config.server.ingress_replicas,

@@ -33,7 +33,7 @@ class _Strict(BaseModel):
 class ServerSettings(_Strict):
     host: str = Field("127.0.0.1", description="Address the HTTP proxy binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port of the HTTP endpoint.")
-    num_cpus: float = Field(
+    num_cpus: int = Field(
         2, gt=0, description="Logical CPUs given to the local Ray instance (ray.init num_cpus)."
     )
     state_dir: str = Field(

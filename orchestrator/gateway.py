@@ -89,7 +89,11 @@ def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
-        where = f" at line {exc.lineno} column {exc.colno}" if hasattr(exc, "lineno") else ""
+        where = (
+            f" at line {exc.lineno} column {exc.colno}"
+            if isinstance(exc, json.JSONDecodeError)
+            else " (nested too deeply)"
+        )
         raise InvalidRequest(
             f"The request body is not valid JSON{where}.", code="invalid_json"
         ) from None

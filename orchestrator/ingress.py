@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -102,13 +103,19 @@ def create_app(gateway: Gateway) -> FastAPI:
 def model_cards(gateway: Gateway) -> list[dict[str, Any]]:
     config = gateway.config
     created = int(time.time())
-    cards = [(AUTO_MODEL, "spillway", None)]
+    cards: list[tuple[str, str, str | None]] = [(AUTO_MODEL, "spillway", None)]
     cards.append((config.small.engine.served_name, "small", None))
     cards += [(a, "adapter", config.small.engine.served_name) for a in config.small.engine.adapters]
     cards.append((config.large.engine.served_name, "large", None))
     return [
-        {"id": name, "object": "model", "created": created, "owned_by": "spillway",
-         "spillway_role": role, "parent": parent}
+        {
+            "id": name,
+            "object": "model",
+            "created": created,
+            "owned_by": "spillway",
+            "spillway_role": role,
+            "parent": parent,
+        }
         for name, role, parent in cards
     ]
 
@@ -161,22 +168,41 @@ async def _sse_events(
 
     last: StreamDelta | None = None
     try:
-        yield event(chunk_body(completion_id=completion_id, model=model, created=created,
-                               delta={"role": "assistant", "content": ""}))
+        yield event(
+            chunk_body(
+                completion_id=completion_id,
+                model=model,
+                created=created,
+                delta={"role": "assistant", "content": ""},
+            )
+        )
         async for delta in deltas:
             last = delta
             if delta.text:
-                yield event(chunk_body(completion_id=completion_id, model=model,
-                                       created=created, delta={"content": delta.text}))
+                yield event(
+                    chunk_body(
+                        completion_id=completion_id,
+                        model=model,
+                        created=created,
+                        delta={"content": delta.text},
+                    )
+                )
         usage = {
             "prompt_tokens": last.prompt_tokens if last else 0,
             "completion_tokens": last.completion_tokens if last else 0,
         }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         extra: dict[str, Any] = {"spillway": trace.info().model_dump(), "usage": usage}
-        yield event(chunk_body(completion_id=completion_id, model=model, created=created,
-                               delta={}, finish_reason=last.finish_reason if last else "stop",
-                               extra=extra))
+        yield event(
+            chunk_body(
+                completion_id=completion_id,
+                model=model,
+                created=created,
+                delta={},
+                finish_reason=last.finish_reason if last else "stop",
+                extra=extra,
+            )
+        )
         yield "data: [DONE]\n\n"
         gateway.record(trace, status=200)
     except Exception as exc:  # headers are gone: report in-band, record, end the stream
@@ -199,7 +225,8 @@ class SpillwayIngress:
         from orchestrator.service import QueryService
 
         config = SpillwayConfig.model_validate(config_data)
-        ledger = Ledger(config.ledger.url)
+        spool = Path(config.server.state_dir) / "ledger-spool.jsonl"
+        ledger = Ledger(config.ledger.url, spool_path=spool)
         ledger.start()
         service = QueryService(config, handle_backends(router, small, large))
         self._gateway = Gateway(config, service, ledger)

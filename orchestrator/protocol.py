@@ -124,8 +124,14 @@ def _fmt(value: float | None) -> str:
 
 
 def completion_body(
-    *, completion_id: str, model: str, text: str, finish_reason: str,
-    prompt_tokens: int, completion_tokens: int, info: SpillwayInfo,
+    *,
+    completion_id: str,
+    model: str,
+    text: str,
+    finish_reason: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    info: SpillwayInfo,
 ) -> dict[str, Any]:
     """A non-streaming chat.completion object."""
     return {
@@ -151,8 +157,13 @@ def completion_body(
 
 
 def chunk_body(
-    *, completion_id: str, model: str, created: int, delta: dict[str, Any],
-    finish_reason: str | None = None, extra: dict[str, Any] | None = None,
+    *,
+    completion_id: str,
+    model: str,
+    created: int,
+    delta: dict[str, Any],
+    finish_reason: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One chat.completion.chunk object of a stream."""
     body: dict[str, Any] = {

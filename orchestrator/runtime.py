@@ -53,7 +53,9 @@ def check_local_files(config: SpillwayConfig) -> list[str]:
     """Files the config points at that are missing, with the command that makes them."""
     missing = []
     paths = [config.router.artifact, *config.small.engine.adapters.values()]
-    paths += [m.engine.model for m in (config.small, config.large) if m.engine.model.startswith("/")]
+    paths += [
+        m.engine.model for m in (config.small, config.large) if m.engine.model.startswith("/")
+    ]
     for path in paths:
         if not Path(path).exists():
             missing.append(path)

@@ -178,9 +178,7 @@ class QueryService:
         trace.latency_ms["total"] = _ms_since(trace.started)
 
     # ----- non-streaming ------------------------------------------------------------------------
-    async def complete(
-        self, request: ChatCompletionRequest, trace: QueryTrace
-    ) -> GenerationResult:
+    async def complete(self, request: ChatCompletionRequest, trace: QueryTrace) -> GenerationResult:
         """Answer one query; the trace records route, decision, usage, latencies and cost."""
         target, gen = await self.prepare(request, trace)
         if target.kind == "large":

@@ -72,6 +72,7 @@ class Manifest(BaseModel):
     )
     abstain_target: str = Field("none", description="What the threshold was chosen for.")
     max_length: int | None = Field(None, description="Tokens per query (encoders).")
+    pooling: Literal["mean", "cls"] | None = Field(None, description="Encoder pooling.")
     data_sha256: str = Field(description="SHA-256 of the training data file.")
     val_sha256: str | None = Field(None, description="SHA-256 of the validation file, if any.")
     validation: str = Field(description="Where validation data came from.")
@@ -100,6 +101,7 @@ class Manifest(BaseModel):
             "abstain_threshold": round(self.abstain_threshold, 6),
             "out_of_scope_label": self.out_of_scope_label,
             "max_length": self.max_length,
+            "pooling": self.pooling,
         }
         blob = json.dumps(content, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]

@@ -45,6 +45,9 @@ class TrainConfig(BaseModel):
     teacher: Path | None = Field(
         None, description="Router artifact whose probabilities to distil into the student."
     )
+    keep_layers: int | None = Field(
+        None, ge=1, description="Keep only the first N layers of the base encoder (faster)."
+    )
     max_length: int = Field(64, ge=8, le=512, description="Tokens kept per query (bert kind).")
     batch_size: int = Field(32, ge=1, description="Training batch size (bert kind).")
     learning_rate: float | None = Field(None, gt=0, description="None: the kind's default.")
@@ -150,7 +153,13 @@ def _fit(
         scorer = fit_tfidf(train.texts, y_train, seed=config.seed)
         files = scorer.save(staging)
         val_logits = scorer.logits(held.texts)
-        return {"files": files, "val_logits": val_logits, "runtime": "sklearn", "params": {}}
+        return {
+            "files": files,
+            "val_logits": val_logits,
+            "runtime": "sklearn",
+            "pooling": None,
+            "params": {},
+        }
     from router_training.bert import fit_encoder
 
     return fit_encoder(config, train, held, labels, staging)
@@ -202,6 +211,7 @@ def _finish(
         abstain_threshold=threshold,
         abstain_target=target.spec(),
         max_length=config.max_length if config.kind == "bert" else None,
+        pooling=fitted["pooling"],
         data_sha256=train.sha256,
         val_sha256=held.sha256 if held.sha256 != train.sha256 else None,
         validation=validation,

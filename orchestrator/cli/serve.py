@@ -12,7 +12,10 @@ import click
 
 @click.command("serve")
 @click.option(
-    "--config", "config_path", required=True, type=click.Path(dir_okay=False),
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
     help="YAML config, e.g. serve_config/local.yaml (local models, SQLite ledger).",
 )
 @click.option("--host", default=None, help="Bind address (default: the config's server.host).")

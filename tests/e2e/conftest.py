@@ -70,7 +70,9 @@ def wait_ready(base_url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     headers = {"Authorization": f"Bearer {API_KEY}"}
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"spillway serve exited ({proc.returncode}):\n{log.read_text()[-4000:]}")
+            raise RuntimeError(
+                f"spillway serve exited ({proc.returncode}):\n{log.read_text()[-4000:]}"
+            )
         try:
             if httpx.get(f"{base_url}/v1/models", headers=headers, timeout=2).status_code == 200:
                 return
@@ -99,7 +101,9 @@ def local_models_built() -> None:
     build_local_models(REPO / ".spillway", progress=False)
 
 
-def start_service(tmp: Path, overrides: dict[str, Any]) -> tuple[RunningService, subprocess.Popen[bytes]]:
+def start_service(
+    tmp: Path, overrides: dict[str, Any]
+) -> tuple[RunningService, subprocess.Popen[bytes]]:
     config_path, ledger = write_test_config(tmp, overrides)
     port = yaml.safe_load(config_path.read_text())["server"]["port"]
     log = tmp / "serve.log"
@@ -107,7 +111,10 @@ def start_service(tmp: Path, overrides: dict[str, Any]) -> tuple[RunningService,
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [str(spillway), "serve", "--config", str(config_path)],
-            stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
         )
     service = RunningService(f"http://127.0.0.1:{port}", API_KEY, config_path, ledger, log)
     try:
@@ -130,8 +137,12 @@ TEST_CASCADE = {
 
 
 @pytest.fixture(scope="module")
-def service(local_models_built: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
+def service(
+    local_models_built: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningService]:
     running, proc = start_service(tmp_path_factory.mktemp("spillway"), {"cascade": TEST_CASCADE})
     yield running
     code = stop_service(proc)
-    assert code == 0, f"spillway serve exited with {code} on SIGTERM:\n{running.log_path.read_text()[-3000:]}"
+    assert code == 0, (
+        f"spillway serve exited with {code} on SIGTERM:\n{running.log_path.read_text()[-3000:]}"
+    )

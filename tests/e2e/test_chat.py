@@ -37,22 +37,40 @@ def _ledger_row(service: RunningService, query_id: str) -> dict[str, Any]:
 
 
 def test_auto_completion_answers_and_explains(service: RunningService) -> None:
-    raw = _ask(service, model="auto", messages=[{"role": "user", "content": "Hello there!"}],
-               max_tokens=16, temperature=0)
+    raw = _ask(
+        service,
+        model="auto",
+        messages=[{"role": "user", "content": "Hello there!"}],
+        max_tokens=16,
+        temperature=0,
+    )
     completion = raw.parse()
     assert completion.choices[0].message.content
     assert completion.usage.completion_tokens > 0
     info = completion.model_extra["spillway"]
-    for key in ("query_id", "route", "route_probability", "adapter", "confidence",
-                "escalated", "reason", "cost_usd"):
+    for key in (
+        "query_id",
+        "route",
+        "route_probability",
+        "adapter",
+        "confidence",
+        "escalated",
+        "reason",
+        "cost_usd",
+    ):
         assert key in info
     assert raw.headers["x-spillway-query-id"] == info["query_id"]
     assert Decimal(info["cost_usd"]) > 0
 
 
 def test_legal_question_lands_on_legal_adapter(service: RunningService) -> None:
-    completion = _ask(service, model="auto", messages=[{"role": "user", "content": LEGAL_QUESTION}],
-                      max_tokens=16, temperature=0).parse()
+    completion = _ask(
+        service,
+        model="auto",
+        messages=[{"role": "user", "content": LEGAL_QUESTION}],
+        max_tokens=16,
+        temperature=0,
+    ).parse()
     info = completion.model_extra["spillway"]
     assert info["route"] == "legal"
     assert info["adapter"] == "legal"
@@ -61,8 +79,13 @@ def test_legal_question_lands_on_legal_adapter(service: RunningService) -> None:
 
 
 def test_threshold_one_escalates_and_ledger_matches(service: RunningService) -> None:
-    raw = _ask(service, model="auto", messages=[{"role": "user", "content": CODE_QUESTION}],
-               max_tokens=16, temperature=0)
+    raw = _ask(
+        service,
+        model="auto",
+        messages=[{"role": "user", "content": CODE_QUESTION}],
+        max_tokens=16,
+        temperature=0,
+    )
     completion = raw.parse()
     info = completion.model_extra["spillway"]
     assert info["route"] == "code"
@@ -79,17 +102,23 @@ def test_threshold_one_escalates_and_ledger_matches(service: RunningService) -> 
     assert row["small_completion_tokens"] > 0  # the wasted small attempt is recorded
     assert Decimal(row["cost_usd"]) == Decimal(info["cost_usd"])
     assert Decimal(row["cost_small_usd"]) > 0 and Decimal(row["cost_large_usd"]) > 0
-    assert Decimal(row["cost_usd"]) == Decimal(row["cost_small_usd"]) + Decimal(row["cost_large_usd"])
+    assert Decimal(row["cost_usd"]) == Decimal(row["cost_small_usd"]) + Decimal(
+        row["cost_large_usd"]
+    )
 
 
 def test_stream_equals_non_stream_at_temperature_zero(service: RunningService) -> None:
     client = service.client()
     for question in (LEGAL_QUESTION, CODE_QUESTION):
         messages = [{"role": "user", "content": question}]
-        whole = client.chat.completions.create(model="auto", messages=messages, max_tokens=24,
-                                               temperature=0)
-        chunks = list(client.chat.completions.create(model="auto", messages=messages,
-                                                     max_tokens=24, temperature=0, stream=True))
+        whole = client.chat.completions.create(
+            model="auto", messages=messages, max_tokens=24, temperature=0
+        )
+        chunks = list(
+            client.chat.completions.create(
+                model="auto", messages=messages, max_tokens=24, temperature=0, stream=True
+            )
+        )
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert text == whole.choices[0].message.content
         final = chunks[-1].model_extra["spillway"]
@@ -113,12 +142,18 @@ def test_models_lists_base_adapters_and_large(service: RunningService) -> None:
     assert {"auto", "spillway-small", "legal", "medical", "code", "spillway-large"} <= ids
 
 
-def _post(service: RunningService, body: bytes | dict[str, Any], key: str | None = None) -> httpx.Response:
+def _post(
+    service: RunningService, body: bytes | dict[str, Any], key: str | None = None
+) -> httpx.Response:
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     return httpx.post(
-        f"{service.base_url}/v1/chat/completions", content=content, timeout=30,
-        headers={"Authorization": f"Bearer {key or service.api_key}",
-                 "Content-Type": "application/json"},
+        f"{service.base_url}/v1/chat/completions",
+        content=content,
+        timeout=30,
+        headers={
+            "Authorization": f"Bearer {key or service.api_key}",
+            "Content-Type": "application/json",
+        },
     )
 
 
@@ -133,12 +168,17 @@ MSG = [{"role": "user", "content": "hi"}]
         ({"model": "no-such-model", "messages": MSG}, 404, "model"),
         ({"model": "auto", "messages": MSG, "temperature": 5}, 400, "temperature"),
         ({"model": "auto", "messages": MSG, "max_tokens": 100000}, 400, "max_tokens"),
-        ({"model": "auto", "messages": [{"role": "user", "content": "word " * 3000}]}, 400, "messages"),
+        (
+            {"model": "auto", "messages": [{"role": "user", "content": "word " * 3000}]},
+            400,
+            "messages",
+        ),
         (b"\xff\xfe", 400, None),
     ],
 )
-def test_bad_input_gets_openai_errors(service: RunningService, body: Any, status: int,
-                                      param: str | None) -> None:
+def test_bad_input_gets_openai_errors(
+    service: RunningService, body: Any, status: int, param: str | None
+) -> None:
     response = _post(service, body)
     assert response.status_code == status, response.text
     error = response.json()["error"]
