@@ -1,0 +1,169 @@
+"""The ledger's background writer: batches queued rows into the database, or the spool.
+
+One thread owns the database writes and the spool. Rows go to the database in batches with
+one multi-row INSERT ... ON CONFLICT (query_id) DO NOTHING each, so replaying the spool after an
+outage can never duplicate a row. When the database is unavailable the batch is spooled and
+the database is tried again after `retry_interval_s`; the spool is replayed before new rows.
+A row the database refuses (a constraint or value error) is isolated and set aside in the
+spool's `.rejected` file instead of blocking the rows around it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import Engine
+
+from orchestrator.ledger.engine import describe, first_line, is_row_error, migrate
+from orchestrator.ledger.row import LedgerRow
+from orchestrator.ledger.schema import ledger_table
+from orchestrator.ledger.spool import Spool
+
+if TYPE_CHECKING:
+    from orchestrator.ledger.writer import Ledger
+
+log = logging.getLogger("spillway.ledger")
+
+
+def insert_statement(dialect_name: str) -> Any:
+    """INSERT that skips rows whose query_id is already stored (idempotent replays)."""
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(ledger_table).on_conflict_do_nothing(index_elements=["query_id"])
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(ledger_table).on_conflict_do_nothing(index_elements=["query_id"])
+
+
+class Worker:
+    """State and steps of the writer thread. `Ledger` owns the queue and the lock."""
+
+    def __init__(self, ledger: Ledger, engine: Engine, spool: Spool, *, schema_ready: bool):
+        self.ledger = ledger
+        self.engine = engine
+        self.spool = spool
+        self.schema_ready = schema_ready
+        self.available = schema_ready
+        self.retry_at = 0.0
+        self._insert = insert_statement(engine.dialect.name)
+
+    # ----- the loop -------------------------------------------------------------------------
+    def run(self) -> None:
+        ledger = self.ledger
+        while True:
+            batch, stopping = ledger._take_batch()
+            try:
+                self.handle(batch, force=ledger._take_forced_retry())
+            except Exception:  # the writer must outlive any bug: keep the rows, log, go on
+                log.exception("ledger writer failed; keeping %d rows in the spool", len(batch))
+                self._spool_rows(batch)
+            ledger._batch_handled(len(batch), len(self.spool))
+            if stopping:
+                self._finish()
+                return
+
+    def handle(self, batch: list[LedgerRow], *, force: bool = False) -> None:
+        """Write `batch` (after any spooled rows) to the database, or spool it."""
+        try_db = self.available or force or time.monotonic() >= self.retry_at
+        if try_db and len(self.spool):
+            try_db = self._replay()
+        if not batch:
+            return
+        if try_db and self._write(batch):
+            return
+        self._spool_rows(batch)
+
+    def _finish(self) -> None:
+        """On close: a last attempt at the spool; rows only held in memory are reported lost."""
+        if len(self.spool):
+            self.handle([], force=True)
+        lost = self.spool.take_memory()
+        for row in lost:  # the log is their last copy: it must hold the whole row
+            log.error("ledger row lost at shutdown (no spool file): %s", row.model_dump_json())
+        if lost:
+            self.ledger._count("rows_dropped", len(lost))
+        self.ledger._batch_handled(0, len(self.spool))
+
+    # ----- database -------------------------------------------------------------------------
+    def _write(self, rows: list[LedgerRow]) -> bool:
+        try:
+            self._store(rows)
+        except Exception as error:
+            self._mark_down(error)
+            return False
+        self._mark_up()
+        return True
+
+    def _replay(self) -> bool:
+        """Insert every spooled row; clear the spool only when all are committed."""
+        replayed = 0
+        try:
+            for chunk in self.spool.read_chunks(self.ledger.batch_size):
+                self._store(chunk, spooled=True)
+                replayed += len(chunk)
+        except Exception as error:
+            self._mark_down(error)
+            return False
+        self.spool.clear()
+        self.ledger._spool_cleared()
+        self._mark_up()
+        log.info("ledger spool replayed: %d rows", replayed)
+        return True
+
+    def _store(self, rows: list[LedgerRow], *, spooled: bool = False) -> None:
+        """Commit `rows`; isolate and reject rows the database refuses. Raises only errors that
+        mean "try again later" (the database is down, locked, or its schema is missing)."""
+        if not self.schema_ready:
+            migrate(self.engine)
+            self.schema_ready = True
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(self._insert, [row.model_dump() for row in rows])
+        except Exception as error:
+            if not is_row_error(error):
+                raise
+            if len(rows) == 1:
+                self._reject(rows[0], error)
+            else:
+                for row in rows:
+                    self._store([row], spooled=spooled)
+            return
+        self.ledger._committed(rows, spooled=spooled)
+
+    def _reject(self, row: LedgerRow, error: BaseException) -> None:
+        where = self.spool.reject([row.model_dump_json()])
+        log.error(
+            "ledger row %s refused by the database (%s); set aside in %s",
+            row.query_id,
+            first_line(error),
+            where or "the log",
+        )
+        self.ledger._rejected(row)
+
+    def _mark_down(self, error: BaseException) -> None:
+        self.ledger._count("write_failures", 1)
+        self.retry_at = time.monotonic() + self.ledger.retry_interval_s
+        if self.available:
+            log.warning(
+                "ledger database %s unavailable (%s); spooling rows to %s and retrying every %ss",
+                describe(self.engine.url),
+                first_line(error),
+                self.spool.path or "memory",
+                self.ledger.retry_interval_s,
+            )
+        self.available = False
+        self.ledger._set_available(False)
+
+    def _mark_up(self) -> None:
+        if not self.available:
+            log.warning("ledger database %s is back", describe(self.engine.url))
+        self.available = True
+        self.ledger._set_available(True)
+
+    def _spool_rows(self, rows: list[LedgerRow]) -> None:
+        if rows:
+            self.spool.append(rows)
+            self.ledger._spooled(rows)
