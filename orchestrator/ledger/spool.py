@@ -4,13 +4,19 @@ With a path, rows are appended to a JSONL file, one `write` + `fsync` per batch,
 writer has spooled survives a crash; a torn last line (a crash mid-write) is set aside in
 `<path>.rejected` when replayed. Without a path, or when the file cannot be written, rows are
 kept in memory (and are lost if the process ends before the database returns).
+
+Several processes (ingress replicas) may share one spool file: appends and the
+replay-then-truncate are serialized with an exclusive `flock` on `<path>.lock`, so a row
+appended by one process is never truncated unread by another.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -28,8 +34,11 @@ class Spool:
         self._memory: list[LedgerRow] = []
         self._file_rows = 0
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._file_rows = _count_lines(path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._file_rows = _count_lines(path)
+            except OSError as error:  # the service must still start; appends will say more
+                log.error("cannot read the ledger spool %s: %s", path, error)
             if self._file_rows:
                 log.warning("ledger spool %s holds %d rows from before", path, self._file_rows)
 
@@ -44,7 +53,8 @@ class Spool:
         """Keep `rows`: durably in the file when there is one, else in memory."""
         if self.path is not None:
             try:
-                self._append_file(self._memory + rows)  # rows held after an earlier failure too
+                with self._locked():
+                    self._append_file(self._memory + rows)  # and rows held after a failure
                 self._memory.clear()
                 return
             except OSError as error:
@@ -54,6 +64,20 @@ class Spool:
                     error,
                 )
         self._memory.extend(rows)
+
+    def drain(self, size: int, store: Callable[[list[LedgerRow]], None]) -> int:
+        """Pass every held row to `store` in chunks of `size`, then forget them all.
+
+        If `store` raises, nothing is forgotten (the next drain starts over, which is why the
+        database insert must ignore rows already present). Returns the number of rows.
+        """
+        count = 0
+        with self._locked():
+            for chunk in self.read_chunks(size):
+                store(chunk)
+                count += len(chunk)
+            self._clear()
+        return count
 
     def take_memory(self) -> list[LedgerRow]:
         """Remove and return the rows held only in memory."""
@@ -76,14 +100,26 @@ class Spool:
         if chunk:
             yield chunk
 
-    def clear(self) -> None:
-        """Forget every row (after they are all committed to the database)."""
+    def _clear(self) -> None:
         self._memory.clear()
-        if self.path is not None and self._file_rows:
+        if self.path is not None and self.path.exists():
             with open(self.path, "r+b") as handle:
                 handle.truncate(0)
                 os.fsync(handle.fileno())
         self._file_rows = 0
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        if self.path is None:
+            yield
+            return
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def reject(self, lines: list[str]) -> Path | None:
         """Set aside text that cannot become a row; returns where it went."""
@@ -113,7 +149,7 @@ class Spool:
         self._file_rows += len(rows)
 
     def _iter_file(self) -> Iterator[LedgerRow]:
-        if self.path is None or not self._file_rows or not self.path.exists():
+        if self.path is None or not self.path.exists():
             return
         with open(self.path, encoding="utf-8", errors="replace") as handle:
             for number, line in enumerate(handle, start=1):

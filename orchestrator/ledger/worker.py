@@ -98,16 +98,14 @@ class Worker:
         return True
 
     def _replay(self) -> bool:
-        """Insert every spooled row; clear the spool only when all are committed."""
-        replayed = 0
+        """Insert every spooled row; the spool is emptied only when all are committed."""
         try:
-            for chunk in self.spool.read_chunks(self.ledger.batch_size):
-                self._store(chunk, spooled=True)
-                replayed += len(chunk)
+            replayed = self.spool.drain(
+                self.ledger.batch_size, lambda chunk: self._store(chunk, spooled=True)
+            )
         except Exception as error:
             self._mark_down(error)
             return False
-        self.spool.clear()
         self.ledger._spool_cleared()
         self._mark_up()
         log.info("ledger spool replayed: %d rows", replayed)
