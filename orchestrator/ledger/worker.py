@@ -1,9 +1,10 @@
 """The ledger's background writer: batches queued rows into the database, or the spool.
 
-One thread owns the database writes and the spool. Rows go to the database in batches with
-one multi-row INSERT ... ON CONFLICT (query_id) DO NOTHING each, so replaying the spool after an
-outage can never duplicate a row. When the database is unavailable the batch is spooled and
-the database is tried again after `retry_interval_s`; the spool is replayed before new rows.
+One thread owns the database writes and the spool. Rows go to the database in batches, each
+one transaction that skips query_ids already stored (`inserts.insert_rows`), so replaying the
+spool after an outage can never duplicate a row. When the database is unavailable the batch
+is spooled and the database is tried again after `retry_interval_s`; the spool is replayed
+before new rows.
 A row the database refuses (a constraint or value error) is isolated and set aside in the
 spool's `.rejected` file instead of blocking the rows around it.
 """
@@ -12,30 +13,19 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
 from orchestrator.ledger.engine import describe, first_line, is_row_error, migrate
+from orchestrator.ledger.inserts import insert_rows
 from orchestrator.ledger.row import LedgerRow
-from orchestrator.ledger.schema import ledger_table
 from orchestrator.ledger.spool import Spool
 
 if TYPE_CHECKING:
     from orchestrator.ledger.writer import Ledger
 
 log = logging.getLogger("spillway.ledger")
-
-
-def insert_statement(dialect_name: str) -> Any:
-    """INSERT that skips rows whose query_id is already stored (idempotent replays)."""
-    if dialect_name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(ledger_table).on_conflict_do_nothing(index_elements=["query_id"])
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(ledger_table).on_conflict_do_nothing(index_elements=["query_id"])
 
 
 class Worker:
@@ -48,7 +38,6 @@ class Worker:
         self.schema_ready = schema_ready
         self.available = schema_ready
         self.retry_at = 0.0
-        self._insert = insert_statement(engine.dialect.name)
 
     # ----- the loop -------------------------------------------------------------------------
     def run(self) -> None:
@@ -119,7 +108,7 @@ class Worker:
             self.schema_ready = True
         try:
             with self.engine.begin() as connection:
-                connection.execute(self._insert, [row.model_dump() for row in rows])
+                insert_rows(connection, rows)
         except Exception as error:
             if not is_row_error(error):
                 raise
