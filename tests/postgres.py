@@ -5,8 +5,9 @@ Finds Debian's server binaries (`/usr/lib/postgresql/<version>/bin`), installing
 there). The cluster lives in a temporary directory owned by the `postgres` user, because the
 server refuses to run as root; everything started here is stopped by `stop()`.
 
-Use from a test module:  `from tests.postgres import postgres_server  # noqa: F401`
-(a session fixture yielding a running `PostgresServer`), then `server.create_database()`.
+Fixtures (import them into a test module and list them in its `__all__`):
+`database_url` runs a test on SQLite and on a fresh PostgreSQL database (marked `postgres`);
+`postgres_server` is the session's running `PostgresServer` (`server.create_database()`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -182,17 +183,40 @@ def start_server(*, durable: bool = False) -> PostgresServer:
             server.port = free_port()
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    try:
-        server = start_server()
-    except PostgresUnavailable as error:
-        pytest.skip(f"no PostgreSQL server: {error}")
-    try:
-        yield server
-    finally:
+_shared: dict[str, PostgresServer | str] = {}
+
+
+def shared_server(config: pytest.Config) -> PostgresServer:
+    """The session's server, started on first use and stopped when the session ends.
+
+    Skips the calling test (every time, without retrying the install) when none can run."""
+    if "server" not in _shared:
+        try:
+            server = start_server()
+        except PostgresUnavailable as error:
+            _shared["server"] = f"no PostgreSQL server: {error}"
+        else:
+            _shared["server"] = server
+            config.add_cleanup(_stopper(server))
+    found = _shared["server"]
+    if isinstance(found, str):
+        pytest.skip(found)
+    return found
+
+
+def _stopper(server: PostgresServer) -> Callable[[], None]:
+    def stop() -> None:
+        _shared.pop("server", None)
         server.destroy()
         atexit.unregister(server.destroy)
+
+    return stop
+
+
+@pytest.fixture(scope="session")
+def postgres_server(pytestconfig: pytest.Config) -> PostgresServer:
+    """A running server shared by the session (tests may create databases, not stop it)."""
+    return shared_server(pytestconfig)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -200,5 +224,4 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database on each backend: a SQLite file, and a fresh PostgreSQL database."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'ledger.db'}"
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    return server.create_database()
+    return shared_server(request.config).create_database()

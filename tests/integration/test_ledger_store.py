@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 
 from orchestrator.ledger import FIELDS, Ledger, LedgerRow, UnknownQueryError, reader
 from orchestrator.ledger.engine import current_revision, head_revision, make_engine
-from tests.postgres import database_url, postgres_server
+from tests.postgres import database_url
 from tests.unit.test_ledger_row import T0, make_row
 
-__all__ = ["database_url", "postgres_server"]  # fixtures used by this module
+__all__ = ["database_url"]  # fixture used by this module
 
 SLOW_FLUSH = 30.0  # seconds: the writer only wakes for full batches, flush() or close()
 
