@@ -21,7 +21,14 @@ from orchestrator.errors import (
     SpillwayError,
 )
 from orchestrator.gateway import Gateway, json_safe
-from orchestrator.llm import GenerationRequest, GenerationResult, LLMRequestError, StreamDelta
+from orchestrator.llm import (
+    GenerationRequest,
+    GenerationResult,
+    LLMRequestError,
+    PromptTooLongError,
+    StreamDelta,
+    UnknownAdapterError,
+)
 from orchestrator.protocol import AUTO_MODEL, ChatCompletionRequest, chunk_body, completion_body
 from orchestrator.service import Backends, QueryTrace, new_query_id
 
@@ -37,8 +44,12 @@ def as_spillway_error(exc: BaseException) -> SpillwayError:
         exc = cause
     if isinstance(exc, SpillwayError):
         return exc
+    if isinstance(exc, UnknownAdapterError):
+        return NotFound(str(exc), param=exc.param or "model", code="model_not_found")
+    if isinstance(exc, PromptTooLongError):
+        return InvalidRequest(str(exc), param=exc.param, code="context_length_exceeded")
     if isinstance(exc, LLMRequestError):
-        return InvalidRequest(str(exc), param=exc.param, code=getattr(exc, "code", None))
+        return InvalidRequest(str(exc), param=exc.param)
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
         return GatewayTimeout("The query took longer than the configured request timeout.")
     return ServiceUnavailable(f"A model backend failed: {type(exc).__name__}.")
@@ -153,63 +164,64 @@ async def _open_stream(
     return StreamingResponse(events, media_type="text/event-stream", headers=headers)
 
 
+class ClientClosed(SpillwayError):
+    """The client went away before the stream ended (nginx's 499); recorded, never sent."""
+
+    status = 499
+    error_type = "invalid_request_error"
+    code = "client_closed_request"
+
+
 async def _sse_events(
     gateway: Gateway,
     parsed: ChatCompletionRequest,
     trace: QueryTrace,
     deltas: AsyncIterator[StreamDelta],
 ) -> AsyncIterator[str]:
+    """OpenAI's chunk stream; the ledger row is written however the stream ends."""
     completion_id = "chatcmpl-" + trace.query_id.removeprefix("q-")
     created = int(time.time())
-    model = trace.answered_by
 
-    def event(body: dict[str, Any]) -> str:
+    def event(delta: dict[str, Any], **kwargs: Any) -> str:
+        body = chunk_body(
+            completion_id=completion_id,
+            model=trace.answered_by,
+            created=created,
+            delta=delta,
+            **kwargs,
+        )
         return f"data: {json.dumps(body)}\n\n"
 
     last: StreamDelta | None = None
+    recorded = False
     try:
-        yield event(
-            chunk_body(
-                completion_id=completion_id,
-                model=model,
-                created=created,
-                delta={"role": "assistant", "content": ""},
-            )
-        )
+        yield event({"role": "assistant", "content": ""})
         async for delta in deltas:
             last = delta
             if delta.text:
-                yield event(
-                    chunk_body(
-                        completion_id=completion_id,
-                        model=model,
-                        created=created,
-                        delta={"content": delta.text},
-                    )
-                )
+                yield event({"content": delta.text})
+        prompt = last.prompt_tokens if last else 0
+        completion = last.completion_tokens if last else 0
         usage = {
-            "prompt_tokens": last.prompt_tokens if last else 0,
-            "completion_tokens": last.completion_tokens if last else 0,
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
         }
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        extra: dict[str, Any] = {"spillway": trace.info().model_dump(), "usage": usage}
-        yield event(
-            chunk_body(
-                completion_id=completion_id,
-                model=model,
-                created=created,
-                delta={},
-                finish_reason=last.finish_reason if last else "stop",
-                extra=extra,
-            )
-        )
+        extra = {"spillway": trace.info().model_dump(), "usage": usage}
+        finish = last.finish_reason if last and last.finish_reason else "stop"
+        yield event({}, finish_reason=finish, extra=extra)
         yield "data: [DONE]\n\n"
         gateway.record(trace, status=200)
+        recorded = True
     except Exception as exc:  # headers are gone: report in-band, record, end the stream
         error = as_spillway_error(exc)
         _record_failure(gateway, trace, error)
-        yield event(error.body())
+        recorded = True
+        yield f"data: {json.dumps(error.body())}\n\n"
         yield "data: [DONE]\n\n"
+    finally:
+        if not recorded:  # cancelled: the client disconnected mid-stream
+            _record_failure(gateway, trace, ClientClosed("The client closed the stream."))
 
 
 class SpillwayIngress:

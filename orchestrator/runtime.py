@@ -76,6 +76,7 @@ def start(config: SpillwayConfig, *, host: str | None = None, port: int | None =
     ray.init(
         num_cpus=config.server.num_cpus,
         include_dashboard=False,
+        _node_ip_address="127.0.0.1",  # keep Ray's own traffic on loopback
         _temp_dir=ray_temp_dir(config),
         runtime_env={"env_vars": env},
         logging_level=logging.WARNING,
