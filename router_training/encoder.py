@@ -1,0 +1,191 @@
+"""Transformer-encoder routers: the classifier module, its files, and fast inference.
+
+Files in an artifact (kind "bert"): ``config.json`` + ``model.safetensors`` (the encoder, HF
+format), ``head.safetensors`` (pooling + linear head), ``tokenizer.json`` (with truncation
+set), and, for the ONNX runtime, ``model.onnx`` (the whole classifier as one graph).
+
+Inference tokenizes with the ``tokenizers`` library directly (no Python tokenizer wrapper)
+and, for batches, sorts queries by length so padding stays small.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from router_training.artifact import Manifest
+
+__all__ = [
+    "ENCODER_FILES",
+    "EncoderScorer",
+    "build_classifier",
+    "load_encoder_scorer",
+    "save_classifier",
+]
+
+log = logging.getLogger("router_training")
+ENCODER_FILES = ("config.json", "model.safetensors", "head.safetensors", "tokenizer.json")
+_SUB_BATCH = 64
+
+
+def build_classifier(encoder: Any, n_labels: int, pooling: str, dropout: float = 0.1) -> Any:
+    """An encoder with masked mean (or [CLS]) pooling and a linear head."""
+    import torch
+    from torch import nn
+
+    class PooledClassifier(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = encoder
+            self.pooling = pooling
+            self.dropout = nn.Dropout(dropout)
+            self.head = nn.Linear(encoder.config.hidden_size, n_labels)
+
+        def forward(
+            self,
+            input_ids: torch.Tensor,
+            attention_mask: torch.Tensor,
+            **_: Any,
+        ) -> dict[str, torch.Tensor]:
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask)[0]
+            if self.pooling == "cls":
+                pooled = hidden[:, 0]
+            else:
+                mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            return {"logits": self.head(self.dropout(pooled))}
+
+    return PooledClassifier()
+
+
+def save_classifier(model: Any, tokenizer: Any, directory: Path) -> list[str]:
+    """Write encoder (HF format), head and tokenizer files; return their names."""
+    from safetensors.torch import save_file
+
+    model.encoder.save_pretrained(directory, safe_serialization=True)
+    head = {k: v.detach().contiguous() for k, v in model.head.state_dict().items()}
+    save_file(head, str(directory / "head.safetensors"))
+    tokenizer.save(str(directory / "tokenizer.json"))
+    return list(ENCODER_FILES)
+
+
+def load_torch_classifier(directory: Path, n_labels: int, pooling: str) -> Any:
+    from safetensors.torch import load_file
+    from transformers import AutoModel
+
+    encoder = AutoModel.from_pretrained(directory, local_files_only=True)
+    model = build_classifier(encoder, n_labels, pooling)
+    model.head.load_state_dict(load_file(str(directory / "head.safetensors")))
+    return model.eval()
+
+
+class EncoderScorer:
+    """Logits from a saved classifier, through ONNX Runtime or torch."""
+
+    def __init__(self, tokenizer: Any, run: Any, n_outputs: int, runtime: str) -> None:
+        self._tokenizer = tokenizer
+        self._run = run
+        self.n_outputs = n_outputs
+        self.runtime = runtime
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        encodings = self._tokenizer.encode_batch(list(texts))
+        if len(encodings) == 1:
+            ids = np.asarray([encodings[0].ids], dtype=np.int64)
+            return self._run(ids, np.ones_like(ids))  # type: ignore[no-any-return]
+        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
+        out = np.empty((len(encodings), self.n_outputs), dtype=np.float32)
+        for start in range(0, len(order), _SUB_BATCH):
+            chunk = order[start : start + _SUB_BATCH]
+            width = max(len(encodings[i].ids) for i in chunk)
+            ids = np.zeros((len(chunk), width), dtype=np.int64)
+            mask = np.zeros((len(chunk), width), dtype=np.int64)
+            for row, i in enumerate(chunk):
+                n = len(encodings[i].ids)
+                ids[row, :n] = encodings[i].ids
+                mask[row, :n] = 1
+            out[chunk] = self._run(ids, mask)
+        return out
+
+
+def load_encoder_scorer(directory: Path, manifest: Manifest, threads: int | None = None) -> Any:
+    """The scorer the manifest asks for; torch when ONNX Runtime is not installed."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=manifest.max_length or 128)
+    n_labels = len(manifest.labels)
+    pooling = manifest.pooling or "mean"
+    runtime = manifest.runtime
+    if runtime == "onnx":
+        try:
+            run = onnx_runner(directory / "model.onnx", threads)
+        except ImportError:
+            if "model.safetensors" not in manifest.files:
+                raise
+            log.warning("%s: onnxruntime is not installed; using torch", directory)
+            runtime = "torch"
+        else:
+            return EncoderScorer(tokenizer, run, n_labels, "onnx")
+    return EncoderScorer(
+        tokenizer, torch_runner(directory, n_labels, pooling, threads), n_labels, runtime
+    )
+
+
+def onnx_runner(path: Path, threads: int | None) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or 1
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}
+
+    def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        feed = {"input_ids": ids, "attention_mask": mask}
+        return session.run(None, {k: v for k, v in feed.items() if k in names})[0]  # type: ignore[no-any-return]
+
+    return run
+
+
+def torch_runner(directory: Path, n_labels: int, pooling: str, threads: int | None) -> Any:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    model = load_torch_classifier(directory, n_labels, pooling)
+
+    def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            out = model(torch.from_numpy(ids), torch.from_numpy(mask))["logits"]
+        return out.float().numpy()  # type: ignore[no-any-return]
+
+    return run
+
+
+def export_onnx(model: Any, path: Path, opset: int = 17) -> None:
+    """Export the classifier (dynamic batch and length) with the TorchScript exporter."""
+    import torch
+
+    model = model.eval()
+    ids = torch.ones((2, 8), dtype=torch.long)
+    mask = torch.ones((2, 8), dtype=torch.long)
+    axes = {0: "batch", 1: "sequence"}
+    with torch.inference_mode():
+        torch.onnx.export(
+            model,
+            (ids, mask),
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_axes={"input_ids": axes, "attention_mask": axes, "logits": {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+        )
