@@ -14,11 +14,12 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "ChatMessage",
@@ -35,9 +36,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vllm.config.lora.MaxLoRARanks
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+LoRARank = Literal[1, 8, 16, 32, 64, 128, 256, 320, 512]  # vllm.config.lora.MaxLoRARanks
+DType = Literal["auto", "float32", "bfloat16", "float16"]
 GIB = 1 << 30
+# Engine arguments the config sets through its own fields (not through extra_engine_args).
+_LORA_ARGS = ("enable_lora", "max_loras", "max_lora_rank", "max_cpu_loras")
 
 
 class VLLMEngineConfig(BaseModel):
@@ -55,9 +58,9 @@ class VLLMEngineConfig(BaseModel):
     max_cpu_loras: int | None = Field(
         None, ge=1, description="Adapters kept in memory; default: max(max_loras, #adapters)."
     )
-    max_lora_rank: int = Field(16, description=f"Largest adapter rank, one of {LORA_RANKS}.")
+    max_lora_rank: LoRARank = Field(16, description="Largest adapter rank (vLLM's choices).")
     max_model_len: int = Field(2048, ge=16, description="Prompt plus completion tokens, max.")
-    dtype: str = Field("bfloat16", description=f"Weights and activations, one of {DTYPES}.")
+    dtype: DType = Field("bfloat16", description="Weights and activations (float32 on CPU tests).")
     kv_cache_gib: float = Field(
         1.0, gt=0, description="KV cache size in GiB (vLLM kv_cache_memory_bytes)."
     )
@@ -76,20 +79,6 @@ class VLLMEngineConfig(BaseModel):
         default_factory=dict, description="Further AsyncEngineArgs fields, passed as they are."
     )
 
-    @field_validator("max_lora_rank")
-    @classmethod
-    def _rank_supported(cls, value: int) -> int:
-        if value not in LORA_RANKS:
-            raise ValueError(f"max_lora_rank must be one of {LORA_RANKS} (vLLM), got {value}")
-        return value
-
-    @field_validator("dtype")
-    @classmethod
-    def _dtype_known(cls, value: str) -> str:
-        if value not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {value!r}")
-        return value
-
     @model_validator(mode="after")
     def _consistent(self) -> VLLMEngineConfig:
         if self.served_name in self.adapters:
@@ -100,7 +89,8 @@ class VLLMEngineConfig(BaseModel):
             raise ValueError("adapter names must be non-empty")
         if self.max_cpu_loras is not None and self.max_cpu_loras < self.max_loras:
             raise ValueError(f"max_cpu_loras must be >= max_loras ({self.max_loras})")
-        clash = set(self.extra_engine_args) & set(engine_kwargs(self, extra=False))
+        own = {*engine_kwargs(self, extra=False), *_LORA_ARGS}
+        clash = set(self.extra_engine_args) & own
         if clash:
             raise ValueError(f"set {sorted(clash)} with their own fields, not extra_engine_args")
         return self
@@ -252,8 +242,8 @@ class LLMDeployment:
         engine_factory: Callable[[VLLMEngineConfig], Any] | None = None,
     ) -> None:
         self.config = VLLMEngineConfig.model_validate(config)
+        _set_env_defaults()  # before vLLM is imported: some of it reads the environment once
         self._lora_requests = self._make_lora_requests()
-        _set_env_defaults()
         self._engine: Any = (engine_factory or build_async_llm)(self.config)
         self._tokenizer = self._engine.get_tokenizer()
 
@@ -278,11 +268,8 @@ class LLMDeployment:
         # The template writes any BOS itself; vLLM's chat path does the same.
         return list(self._tokenizer.encode(text, add_special_tokens=False))
 
-    def _prepare(self, request: GenerationRequest, *, delta: bool) -> dict[str, Any]:
-        """Everything ``engine.generate`` needs; raises LLMRequestError before the engine."""
-        from vllm.inputs import tokens_input
-        from vllm.sampling_params import RequestOutputKind, SamplingParams
-
+    def _checked(self, request: GenerationRequest) -> tuple[Any, list[int]]:
+        """The LoRA request (None: base) and prompt ids; raises LLMRequestError if invalid."""
         lora = None
         if request.adapter not in (None, self.config.served_name):
             lora = self._lora_requests.get(request.adapter)  # type: ignore[arg-type]
@@ -296,6 +283,14 @@ class LLMDeployment:
                 f"exceeds the model's {self.config.max_model_len}: shorten the messages or "
                 "lower max_tokens"
             )
+        return lora, ids
+
+    def _prepare(self, request: GenerationRequest, *, delta: bool) -> dict[str, Any]:
+        """The ``engine.generate`` arguments for a request that passed ``_checked``."""
+        lora, ids = self._checked(request)
+        from vllm.inputs import tokens_input
+        from vllm.sampling_params import RequestOutputKind, SamplingParams
+
         params = SamplingParams(
             max_tokens=request.max_tokens,
             temperature=request.temperature,
@@ -318,8 +313,9 @@ class LLMDeployment:
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         args = self._prepare(request, delta=False)
         final = None
-        async for output in self._engine.generate(**args):
-            final = output
+        async with aclosing(self._engine.generate(**args)) as outputs:
+            async for output in outputs:
+                final = output
         if final is None or not final.finished:
             raise RuntimeError("engine ended the request without a final output")
         completion = final.outputs[0]
@@ -338,20 +334,23 @@ class LLMDeployment:
         args = self._prepare(request, delta=True)
         prompt_tokens = len(args["prompt"]["prompt_token_ids"])
         produced = 0
-        async for output in self._engine.generate(**args):
-            completion = output.outputs[0]
-            token_ids = list(completion.token_ids)
-            produced += len(token_ids)
-            finish = (completion.finish_reason or "stop") if output.finished else None
-            if not (completion.text or token_ids or finish):
-                continue
-            yield StreamDelta(
-                text=completion.text,
-                token_logprobs=_sampled_logprobs(completion.logprobs, token_ids),
-                finish_reason=finish,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=produced,
-            )
+        # aclosing: a consumer that stops early (the cascade, a disconnected client) aborts
+        # the engine request at once instead of whenever the generator is collected.
+        async with aclosing(self._engine.generate(**args)) as outputs:
+            async for output in outputs:
+                completion = output.outputs[0]
+                token_ids = list(completion.token_ids)
+                produced += len(token_ids)
+                finish = (completion.finish_reason or "stop") if output.finished else None
+                if not (completion.text or token_ids or finish):
+                    continue
+                yield StreamDelta(
+                    text=completion.text,
+                    token_logprobs=_sampled_logprobs(completion.logprobs, token_ids),
+                    finish_reason=finish,
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=produced,
+                )
 
     # -- lifecycle --------------------------------------------------------------------------
 

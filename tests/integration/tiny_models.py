@@ -7,13 +7,28 @@ and LoRA rank 8 is one of the ranks vLLM accepts.
 
 ``hf_greedy`` is the independent reference: greedy decoding with transformers (+ PEFT), the
 way the model and adapters were meant to be run, with the sampled tokens' log-probabilities.
+
+It is also a pytest plugin (``pytest_plugins = ["tests.integration.tiny_models"]``): session
+fixtures ``tiny_family``, ``tiny_llm`` (one real engine for all modules: engines take 15-25 s
+to start) and ``run`` (the one event loop engine calls must share).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import pytest
+
+if TYPE_CHECKING:
+    from orchestrator.llm import LLMDeployment
+
+T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_ROOT = REPO_ROOT / ".spillway" / "cache"
@@ -145,9 +160,12 @@ def build_family(root: Path, n_adapters: int = 3) -> TinyFamily:
 
 
 def hf_greedy(
-    base_dir: Path, adapter_dir: Path | None, prompt_ids: list[int], max_tokens: int
-) -> tuple[list[int], list[float]]:
-    """Greedy tokens and their log-probabilities from transformers (+ PEFT), stopping at EOS."""
+    base_dir: Path, adapter_dir: Path | None, prompts: list[list[int]], max_tokens: int
+) -> list[tuple[list[int], list[float]]]:
+    """Per prompt: greedy tokens and their log-probabilities from transformers (+ PEFT).
+
+    Stops after EOS, as vLLM does (the EOS token is part of the answer).
+    """
     import torch
     from transformers import LlamaForCausalLM
 
@@ -158,15 +176,99 @@ def hf_greedy(
         model = PeftModel.from_pretrained(model, adapter_dir)
     model.eval()
     eos = model.config.eos_token_id
-    ids, tokens, logprobs = list(prompt_ids), [], []
-    with torch.no_grad():
-        for _ in range(max_tokens):
-            logits = model(torch.tensor([ids])).logits[0, -1].float()
-            lp = torch.log_softmax(logits, dim=-1)
-            token = int(torch.argmax(lp))
-            tokens.append(token)
-            logprobs.append(float(lp[token]))
-            ids.append(token)
-            if token == eos:
-                break
-    return tokens, logprobs
+    answers = []
+    for prompt_ids in prompts:
+        ids, tokens, logprobs = list(prompt_ids), [], []
+        with torch.no_grad():
+            for _ in range(max_tokens):
+                logits = model(torch.tensor([ids])).logits[0, -1].float()
+                lp = torch.log_softmax(logits, dim=-1)
+                token = int(torch.argmax(lp))
+                tokens.append(token)
+                logprobs.append(float(lp[token]))
+                ids.append(token)
+                if token == eos:
+                    break
+        answers.append((tokens, logprobs))
+    return answers
+
+
+# -- shared engine fixtures -----------------------------------------------------------------
+# Test modules load these with `pytest_plugins = ["tests.integration.tiny_models"]`, so one
+# engine (15-25 s to start) serves every module of the session.
+
+
+def tiny_engine_config(family: TinyFamily, **overrides: object) -> dict[str, object]:
+    """An engine config for the tiny family: float32 (deterministic), fewer slots than adapters."""
+    config: dict[str, object] = {
+        "model": str(family.base),
+        "served_name": "tiny-base",
+        "adapters": {name: str(path) for name, path in family.adapters.items()},
+        "max_loras": 2,
+        "max_lora_rank": LORA_RANK,
+        "max_model_len": 256,
+        "dtype": "float32",
+        "kv_cache_gib": 0.25,
+        "max_num_seqs": 16,
+        "enforce_eager": True,
+        "seed": 0,
+    }
+    return config | overrides
+
+
+def vllm_children() -> list[str]:
+    """Descriptions of this process's live vLLM child processes (engine core, workers)."""
+    import psutil
+
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            name, cmdline = child.name(), " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if "VLLM" in name or "VLLM" in cmdline or "vllm" in cmdline:
+            found.append(f"{child.pid} {name}")
+    return found
+
+
+@pytest.fixture(scope="session")
+def tiny_family(tmp_path_factory: pytest.TempPathFactory) -> TinyFamily:
+    return build_family(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def engine_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """One event loop for every engine call: AsyncLLM's output task lives on its first loop."""
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture(scope="session")
+def run(engine_loop: asyncio.AbstractEventLoop) -> Callable[[Awaitable[T]], T]:
+    return engine_loop.run_until_complete
+
+
+@pytest.fixture(scope="session")
+def hf_reference() -> Callable[..., list[tuple[list[int], list[float]]]]:
+    """``hf_greedy`` as a fixture, so test modules need not import this plugin module."""
+    return hf_greedy
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(
+    tiny_family: TinyFamily, engine_loop: asyncio.AbstractEventLoop
+) -> Iterator[LLMDeployment]:
+    """The real engine on the tiny family; shut down (and checked gone) at session end."""
+    from orchestrator.llm import LLMDeployment
+
+    use_project_caches()
+    llm = LLMDeployment(tiny_engine_config(tiny_family))
+    yield llm
+    llm.shutdown()
+    # Let the engine's output task see its cancellation before the loop closes.
+    engine_loop.run_until_complete(asyncio.sleep(0.1))
+    deadline = time.monotonic() + 30
+    while vllm_children() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not vllm_children(), f"engine processes left after shutdown: {vllm_children()}"
