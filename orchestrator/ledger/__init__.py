@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from orchestrator.ledger.errors import LedgerError, LedgerUnavailable, UnknownQueryError
 from orchestrator.ledger.row import FIELDS, MONEY_FIELDS, LedgerRow
-from orchestrator.ledger.writer import Ledger, LedgerStats
+from orchestrator.ledger.rowqueue import LedgerStats
+from orchestrator.ledger.writer import Ledger
 
 __all__ = [
     "FIELDS",

@@ -23,16 +23,25 @@ from orchestrator.ledger.row import LedgerRow
 from orchestrator.ledger.spool import Spool
 
 if TYPE_CHECKING:
-    from orchestrator.ledger.writer import Ledger
+    from orchestrator.ledger.rowqueue import RowQueue
 
 log = logging.getLogger("spillway.ledger")
 
 
 class Worker:
-    """State and steps of the writer thread. `Ledger` owns the queue and the lock."""
+    """State and steps of the writer thread."""
 
-    def __init__(self, ledger: Ledger, engine: Engine, spool: Spool, *, schema_ready: bool):
-        self.ledger = ledger
+    def __init__(
+        self,
+        rows: RowQueue,
+        engine: Engine,
+        spool: Spool,
+        *,
+        schema_ready: bool,
+        retry_interval_s: float,
+    ):
+        self.rows = rows
+        self.retry_interval_s = retry_interval_s
         self.engine = engine
         self.spool = spool
         self.schema_ready = schema_ready
@@ -41,15 +50,14 @@ class Worker:
 
     # ----- the loop -------------------------------------------------------------------------
     def run(self) -> None:
-        ledger = self.ledger
         while True:
-            batch, stopping = ledger._take_batch()
+            batch, stopping = self.rows.take_batch()
             try:
-                self.handle(batch, force=ledger._take_forced_retry())
+                self.handle(batch, force=self.rows.take_forced_retry())
             except Exception:  # the writer must outlive any bug: keep the rows, log, go on
                 log.exception("ledger writer failed; keeping %d rows in the spool", len(batch))
                 self._spool_rows(batch)
-            ledger._batch_handled(len(batch), len(self.spool))
+            self.rows.batch_handled(len(batch), len(self.spool))
             if stopping:
                 self._finish()
                 return
@@ -73,8 +81,8 @@ class Worker:
         for row in lost:  # the log is their last copy: it must hold the whole row
             log.error("ledger row lost at shutdown (no spool file): %s", row.model_dump_json())
         if lost:
-            self.ledger._count("rows_dropped", len(lost))
-        self.ledger._batch_handled(0, len(self.spool))
+            self.rows.count("rows_dropped", len(lost))
+        self.rows.batch_handled(0, len(self.spool))
 
     # ----- database -------------------------------------------------------------------------
     def _write(self, rows: list[LedgerRow]) -> bool:
@@ -90,12 +98,12 @@ class Worker:
         """Insert every spooled row; the spool is emptied only when all are committed."""
         try:
             replayed = self.spool.drain(
-                self.ledger.batch_size, lambda chunk: self._store(chunk, spooled=True)
+                self.rows.batch_size, lambda chunk: self._store(chunk, spooled=True)
             )
         except Exception as error:
             self._mark_down(error)
             return False
-        self.ledger._spool_cleared()
+        self.rows.spool_cleared()
         self._mark_up()
         log.info("ledger spool replayed: %d rows", replayed)
         return True
@@ -118,7 +126,7 @@ class Worker:
                 for row in rows:
                     self._store([row], spooled=spooled)
             return
-        self.ledger._committed(rows, spooled=spooled)
+        self.rows.committed(rows, spooled=spooled)
 
     def _reject(self, row: LedgerRow, error: BaseException) -> None:
         where = self.spool.reject([row.model_dump_json()])
@@ -128,29 +136,29 @@ class Worker:
             first_line(error),
             where or "the log",
         )
-        self.ledger._rejected(row)
+        self.rows.rejected(row)
 
     def _mark_down(self, error: BaseException) -> None:
-        self.ledger._count("write_failures", 1)
-        self.retry_at = time.monotonic() + self.ledger.retry_interval_s
+        self.rows.count("write_failures", 1)
+        self.retry_at = time.monotonic() + self.retry_interval_s
         if self.available:
             log.warning(
                 "ledger database %s unavailable (%s); spooling rows to %s and retrying every %ss",
                 describe(self.engine.url),
                 first_line(error),
                 self.spool.path or "memory",
-                self.ledger.retry_interval_s,
+                self.retry_interval_s,
             )
         self.available = False
-        self.ledger._set_available(False)
+        self.rows.set_available(False)
 
     def _mark_up(self) -> None:
         if not self.available:
             log.warning("ledger database %s is back", describe(self.engine.url))
         self.available = True
-        self.ledger._set_available(True)
+        self.rows.set_available(True)
 
     def _spool_rows(self, rows: list[LedgerRow]) -> None:
         if rows:
             self.spool.append(rows)
-            self.ledger._spooled(rows)
+            self.rows.spooled(rows)

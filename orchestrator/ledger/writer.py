@@ -10,10 +10,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-import time
-from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,29 +29,11 @@ from orchestrator.ledger.engine import (
 )
 from orchestrator.ledger.errors import LedgerError, LedgerUnavailable, UnknownQueryError
 from orchestrator.ledger.row import LedgerRow
+from orchestrator.ledger.rowqueue import LedgerStats, RowQueue
 from orchestrator.ledger.spool import Spool
 from orchestrator.ledger.worker import Worker
 
 log = logging.getLogger("spillway.ledger")
-
-# Spooled rows kept in memory for get() while the database is down; older ones stay on disk.
-SPOOLED_INDEX_MAX = 100_000
-
-
-@dataclass(frozen=True)
-class LedgerStats:
-    """Counters since start (rows_*, write_failures) and current gauges (queued, spooled)."""
-
-    rows_recorded: int = 0
-    rows_written: int = 0  # committed to the database, including replayed ones
-    batches_written: int = 0
-    write_failures: int = 0  # database write attempts that failed (each spooled its batch)
-    rows_spooled: int = 0
-    rows_rejected: int = 0  # refused by the database; kept in <spool>.rejected or the log
-    rows_dropped: int = 0  # recorded after close(), not a LedgerRow, or lost at shutdown
-    queued: int = 0
-    spooled: int = 0
-    database_available: bool = True
 
 
 class Ledger:
@@ -87,17 +66,7 @@ class Ledger:
         self.spool_path = Path(spool_path) if spool_path is not None else None
         self._busy_timeout_ms = busy_timeout_ms
         self._connect_timeout_s = connect_timeout_s
-        self._cv = threading.Condition(threading.Lock())
-        self._queue: deque[LedgerRow] = deque()
-        self._unwritten: dict[str, LedgerRow] = {}  # queued or being written
-        self._spooled_index: dict[str, LedgerRow] = {}
-        self._counts = {
-            f.name: 0 for f in fields(LedgerStats) if f.name.startswith(("rows", "b", "w"))
-        }
-        self._available = True
-        self._spool_len = 0
-        self._handled = 0
-        self._closing = self._flush_wanted = self._force_retry = False
+        self._rows = RowQueue(batch_size, flush_interval_s)
         self._engine: Engine | None = None
         self._thread: threading.Thread | None = None
 
@@ -134,8 +103,14 @@ class Ledger:
             schema_ready = False
         spool = Spool(self.spool_path)
         self._engine = engine
-        self._spool_len = len(spool)
-        worker = Worker(self, engine, spool, schema_ready=schema_ready)
+        self._rows.batch_handled(0, len(spool))
+        worker = Worker(
+            self._rows,
+            engine,
+            spool,
+            schema_ready=schema_ready,
+            retry_interval_s=self.retry_interval_s,
+        )
         self._thread = threading.Thread(
             target=worker.run, name="spillway-ledger-writer", daemon=True
         )
@@ -145,26 +120,22 @@ class Ledger:
     def close(self, timeout: float = 30.0) -> bool:
         """Write every recorded row (to the database, else the spool) and stop the writer.
 
-        Returns False if rows could not be saved in time or were held only in memory.
+        Returns False if rows could not be saved in time, or any row was dropped (see stats).
         """
-        with self._cv:
-            if self._closing:
-                return self._thread is None or not self._thread.is_alive()
-            self._closing = True
-            self._cv.notify_all()
+        if not self._rows.close():
+            return self._thread is None or not self._thread.is_alive()
         atexit.unregister(self.close)
         if self._thread is None:  # never started: nowhere to write the queue
-            self._drop(list(self._queue), "the ledger was closed without being started")
-            return not self._queue
+            unwritten = self._rows.drain_unstarted()
+            self._drop(unwritten, "the ledger was closed without being started")
+            return not unwritten
         self._thread.join(timeout)
         if self._thread.is_alive():
-            log.error(
-                "ledger writer still busy after %ss; %d rows queued", timeout, len(self._queue)
-            )
+            log.error("ledger writer still busy after %ss: %s", timeout, self._rows.stats())
             return False
         if self._engine is not None:
             self._engine.dispose()
-        return self._counts["rows_dropped"] == 0
+        return self._rows.stats().rows_dropped == 0
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every row recorded before this call is committed to the database.
@@ -172,17 +143,7 @@ class Ledger:
         Also retries the database at once if it was down. False on timeout (the rows are still
         queued or spooled, not lost).
         """
-        deadline = time.monotonic() + timeout
-        with self._cv:
-            target = self._counts["rows_recorded"]
-            self._flush_wanted = self._force_retry = True
-            self._cv.notify_all()
-            while self._handled < target or self._spool_len:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._thread is None or not self._thread.is_alive():
-                    return False
-                self._cv.wait(remaining)
-        return True
+        return self._rows.wait_flushed(timeout, self._thread)
 
     # ----- the request path -----------------------------------------------------------------
     def record(self, row: LedgerRow) -> None:
@@ -190,22 +151,14 @@ class Ledger:
         try:
             if not isinstance(row, LedgerRow):
                 raise TypeError(f"Ledger.record takes a LedgerRow, got {type(row).__name__}")
-            with self._cv:
-                if self._closing:
-                    raise RuntimeError("the ledger is closed")
-                self._queue.append(row)
-                self._unwritten[row.query_id] = row
-                self._counts["rows_recorded"] += 1
-                if len(self._queue) == self.batch_size:
-                    self._cv.notify_all()
+            self._rows.put(row)
         except Exception as error:
             self._drop([row], str(error))
 
     def get(self, query_id: str) -> dict[str, Any] | None:
         """The row of `query_id` as a dict of LedgerRow fields (None if unknown), including
         rows not yet written. Raises `LedgerUnavailable` if it must ask a database that is down."""
-        with self._cv:
-            row = self._unwritten.get(query_id) or self._spooled_index.get(query_id)
+        row = self._rows.find(query_id)
         if row is not None:
             return row.model_dump()
         engine = self._require_engine()
@@ -266,84 +219,14 @@ class Ledger:
 
     @property
     def stats(self) -> LedgerStats:
-        with self._cv:
-            return LedgerStats(
-                **self._counts,
-                queued=len(self._queue),
-                spooled=self._spool_len,
-                database_available=self._available,
-            )
+        return self._rows.stats()
 
-    # ----- used by the writer thread --------------------------------------------------------
-    def _take_batch(self) -> tuple[list[LedgerRow], bool]:
-        """Up to batch_size rows, waiting at most flush_interval_s for a full batch.
-        The flag says the ledger is closing and this is the last batch."""
-        deadline = time.monotonic() + self.flush_interval_s
-        with self._cv:
-            while len(self._queue) < self.batch_size and not (self._closing or self._flush_wanted):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._cv.wait(remaining)
-            count = min(self.batch_size, len(self._queue))
-            batch = [self._queue.popleft() for _ in range(count)]
-            if not self._queue:
-                self._flush_wanted = False
-            return batch, self._closing and not self._queue
-
-    def _take_forced_retry(self) -> bool:
-        with self._cv:
-            forced, self._force_retry = self._force_retry, False
-            return forced
-
-    def _batch_handled(self, count: int, spool_len: int) -> None:
-        with self._cv:
-            self._handled += count
-            self._spool_len = spool_len
-            self._cv.notify_all()
-
-    def _committed(self, rows: list[LedgerRow], *, spooled: bool) -> None:
-        with self._cv:
-            index = self._spooled_index if spooled else self._unwritten
-            for row in rows:
-                index.pop(row.query_id, None)
-            self._counts["rows_written"] += len(rows)
-            self._counts["batches_written"] += 1
-
-    def _spooled(self, rows: list[LedgerRow]) -> None:
-        with self._cv:
-            for row in rows:
-                self._unwritten.pop(row.query_id, None)
-                self._spooled_index[row.query_id] = row
-            while len(self._spooled_index) > SPOOLED_INDEX_MAX:
-                del self._spooled_index[next(iter(self._spooled_index))]
-            self._counts["rows_spooled"] += len(rows)
-
-    def _spool_cleared(self) -> None:
-        with self._cv:
-            self._spooled_index.clear()
-            self._spool_len = 0
-            self._cv.notify_all()
-
-    def _rejected(self, row: LedgerRow) -> None:
-        with self._cv:
-            self._unwritten.pop(row.query_id, None)
-            self._spooled_index.pop(row.query_id, None)
-            self._counts["rows_rejected"] += 1
-
-    def _count(self, name: str, amount: int) -> None:
-        with self._cv:
-            self._counts[name] += amount
-
-    def _set_available(self, available: bool) -> None:
-        with self._cv:
-            self._available = available
-
+    # ----- internals ------------------------------------------------------------------------
     def _drop(self, rows: list[Any], reason: str) -> None:
         for row in rows:
             text = row.model_dump_json() if isinstance(row, LedgerRow) else repr(row)
             log.error("ledger row dropped (%s): %s", reason, text)
-        self._count("rows_dropped", len(rows))
+        self._rows.count("rows_dropped", len(rows))
 
     def _require_engine(self) -> Engine:
         if self._engine is None:
