@@ -9,7 +9,6 @@ import hashlib
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -142,16 +141,3 @@ def ledger_row(trace: QueryTrace, *, status: int, error: SpillwayError | None) -
         latency_large_ms=trace.latency_ms.get("large"),
         latency_total_ms=trace.latency_ms.get("total"),
     )
-
-
-def json_safe(row: dict[str, Any]) -> dict[str, Any]:
-    """A ledger row as JSON-friendly values (Decimal as string, datetime as ISO 8601)."""
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        if isinstance(value, Decimal):
-            out[key] = str(value)
-        elif isinstance(value, datetime):
-            out[key] = value.isoformat()
-        else:
-            out[key] = value
-    return out

@@ -20,7 +20,8 @@ from orchestrator.errors import (
     ServiceUnavailable,
     SpillwayError,
 )
-from orchestrator.gateway import Gateway, json_safe
+from orchestrator.gateway import Gateway
+from orchestrator.ledger.export import jsonable_row
 from orchestrator.llm import (
     GenerationRequest,
     GenerationResult,
@@ -87,10 +88,10 @@ def create_app(gateway: Gateway) -> FastAPI:
     @app.get("/v1/queries/{query_id}")
     async def query_row(query_id: str, request: Request) -> dict[str, Any]:
         tenant = gateway.authenticate(request)
-        row = gateway.ledger.get(query_id)
+        row = await asyncio.to_thread(gateway.ledger.get, query_id)
         if row is None or (row["tenant"] != tenant.name and not tenant.admin):
             raise NotFound(f"No query with id '{query_id}'.", param="query_id")
-        return json_safe(row)
+        return jsonable_row(row)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
@@ -106,7 +107,9 @@ def create_app(gateway: Gateway) -> FastAPI:
         except Exception as exc:  # every failure becomes a clean error and a ledger row
             error = as_spillway_error(exc)
             _record_failure(gateway, trace, error)
-            return error_response(error)
+            response = error_response(error)
+            response.headers["x-spillway-query-id"] = trace.query_id
+            return response
 
     return app
 
@@ -239,7 +242,7 @@ class SpillwayIngress:
         config = SpillwayConfig.model_validate(config_data)
         spool = Path(config.server.state_dir) / "ledger-spool.jsonl"
         ledger = Ledger(config.ledger.url, spool_path=spool)
-        ledger.start()
+        ledger.start(require_database=False)  # serve during a ledger outage; rows spool
         service = QueryService(config, handle_backends(router, small, large))
         self._gateway = Gateway(config, service, ledger)
 
