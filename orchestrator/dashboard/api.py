@@ -23,6 +23,7 @@ from orchestrator.dashboard.source import PolicySource, StatsSource, threshold_l
 from orchestrator.errors import Forbidden, InvalidRequest, NotFound
 
 STATIC_TYPES = {
+    "charts.js": "text/javascript; charset=utf-8",
     "dashboard.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
 }

@@ -26,6 +26,10 @@ from orchestrator.ledger.schema import Money, UTCDateTime
 CONFIDENCE_BINS = 100
 """Confidence bin `b` holds confidences in [b/100, (b+1)/100); 1.0 falls in the last bin."""
 
+BIN_EPSILON = 1e-9
+"""Added before truncating confidence * 100, so a logged 0.58 (a double just below 0.58) falls
+in bin 58, as `0.58 < 0.58` is false for the cascade policy too."""
+
 TOP_K = 50
 """Most expensive queries kept per day and group; the endpoint's largest `limit`."""
 
@@ -146,4 +150,4 @@ def latency_bin(value_ms: float) -> int:
 
 
 def confidence_bin(confidence: float) -> int:
-    return min(CONFIDENCE_BINS - 1, int(confidence * CONFIDENCE_BINS))
+    return min(CONFIDENCE_BINS - 1, int(confidence * CONFIDENCE_BINS + BIN_EPSILON))

@@ -17,6 +17,7 @@ PostgreSQL writers lock rows in the same order and cannot deadlock.
 from __future__ import annotations
 
 from orchestrator.dashboard.rollup import (
+    BIN_EPSILON,
     CONFIDENCE_BINS,
     LATENCY_EDGES,
     STAGES,
@@ -67,8 +68,8 @@ class Dialect:
     def confidence_bin(self, column: str) -> str:
         top = CONFIDENCE_BINS - 1
         if self.name == "postgresql":
-            return f"LEAST({top}, floor({column} * {CONFIDENCE_BINS})::integer)"
-        return f"min({top}, CAST({column} * {CONFIDENCE_BINS} AS INTEGER))"
+            return f"LEAST({top}, floor({column} * {CONFIDENCE_BINS} + {BIN_EPSILON})::integer)"
+        return f"min({top}, CAST({column} * {CONFIDENCE_BINS} + {BIN_EPSILON} AS INTEGER))"
 
     def latency_bin(self, column: str) -> str:
         """How many edges are <= the value (PostgreSQL's width_bucket; a binary CASE here)."""

@@ -15,7 +15,7 @@ from cascade.policy import CascadePolicy
 from orchestrator.dashboard.rollup import hourly_table
 from orchestrator.dashboard.triggers import fold_pending
 from orchestrator.errors import ServiceUnavailable
-from orchestrator.ledger.engine import describe, first_line, make_engine
+from orchestrator.ledger.engine import describe, first_line, is_unavailable, make_engine
 
 PolicyLike: TypeAlias = CascadePolicy | Mapping[str, float]
 PolicySource: TypeAlias = PolicyLike | Callable[[], PolicyLike]
@@ -62,6 +62,8 @@ class StatsSource:
             with engine.connect() as connection:
                 yield connection
         except exc.DBAPIError as error:
+            if not is_unavailable(error):
+                raise
             raise ServiceUnavailable(
                 f"the ledger database at {describe(engine.url)} cannot answer: {first_line(error)}"
             ) from error

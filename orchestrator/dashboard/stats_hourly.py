@@ -180,13 +180,14 @@ def router_mix(connection: sa.Connection, scope: Scope) -> dict[str, Any]:
     scope = scope.snapped(HOUR)
     where = scope.where(H, "hour")
     labels_query = (
-        sa.select(H.c.route, H.c.adapter == "", sa.func.sum(H.c.queries))
+        sa.select(H.c.route, H.c.adapter, sa.func.sum(H.c.queries))
         .where(*where)
-        .group_by(H.c.route, H.c.adapter == "")
+        .group_by(H.c.route, H.c.adapter)
     )
     total = routed = abstained = 0
     labels: dict[str, dict[str, Any]] = {}
-    for label, no_adapter, count in connection.execute(labels_query):
+    for label, adapter, count in connection.execute(labels_query):
+        no_adapter = adapter == ""
         total += int(count)
         if not label:
             continue
