@@ -262,9 +262,16 @@ class LLMDeployment:
         return len(self._prompt_ids(messages))
 
     def _prompt_ids(self, messages: Sequence[ChatMessage | dict[str, Any]]) -> list[int]:
-        text = self._tokenizer.apply_chat_template(
-            _as_dicts(messages), tokenize=False, add_generation_prompt=True
-        )
+        from jinja2 import TemplateError
+
+        try:
+            text = self._tokenizer.apply_chat_template(
+                _as_dicts(messages), tokenize=False, add_generation_prompt=True
+            )
+        except TemplateError as exc:  # e.g. a template that insists roles alternate
+            raise LLMRequestError(
+                f"the model's chat template rejected the messages: {exc}", "messages"
+            ) from exc
         # The template writes any BOS itself; vLLM's chat path does the same.
         return list(self._tokenizer.encode(text, add_special_tokens=False))
 
@@ -313,7 +320,7 @@ class LLMDeployment:
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         args = self._prepare(request, delta=False)
         final = None
-        async with aclosing(self._engine.generate(**args)) as outputs:
+        async with aclosing(self._live().generate(**args)) as outputs:
             async for output in outputs:
                 final = output
         if final is None or not final.finished:
@@ -336,7 +343,7 @@ class LLMDeployment:
         produced = 0
         # aclosing: a consumer that stops early (the cascade, a disconnected client) aborts
         # the engine request at once instead of whenever the generator is collected.
-        async with aclosing(self._engine.generate(**args)) as outputs:
+        async with aclosing(self._live().generate(**args)) as outputs:
             async for output in outputs:
                 completion = output.outputs[0]
                 token_ids = list(completion.token_ids)
@@ -363,7 +370,12 @@ class LLMDeployment:
 
     async def check_health(self) -> None:
         """Raises if the engine is dead (Ray Serve calls this on the replica)."""
-        await self._engine.check_health()
+        await self._live().check_health()
+
+    def _live(self) -> Any:
+        if self._engine is None:
+            raise RuntimeError("this LLM deployment has been shut down")
+        return self._engine
 
     def shutdown(self) -> None:
         """Stop the engine processes. Safe to call more than once."""

@@ -8,6 +8,7 @@ import pickle
 import re
 
 import pytest
+from jinja2 import TemplateError
 from pydantic import ValidationError
 
 from orchestrator.llm import (
@@ -31,6 +32,8 @@ MESSAGES = [{"role": "user", "content": "route the query to a small model"}]
 class FakeTokenizer:
     def apply_chat_template(self, messages, tokenize, add_generation_prompt):
         assert tokenize is False and add_generation_prompt is True
+        if messages[0]["role"] == "assistant":
+            raise TemplateError("Conversation must start with a user message")
         return "".join(f"{m['role']}:{m['content']}\n" for m in messages) + "assistant:"
 
     def encode(self, text, add_special_tokens):
@@ -114,6 +117,9 @@ def test_request_errors_are_typed_and_raised_before_the_engine(fake):
     assert type(restored) is PromptTooLongError and restored.param == "messages"
     with pytest.raises(LLMRequestError, match="max_tokens"):
         GenerationRequest(messages=MESSAGES, max_tokens=0)
+    with pytest.raises(LLMRequestError, match="chat template rejected") as template:
+        fake.count_prompt_tokens([{"role": "assistant", "content": "hi"}])
+    assert template.value.param == "messages"
 
 
 def test_describe_shutdown_and_picklable_data(fake):
@@ -122,6 +128,8 @@ def test_describe_shutdown_and_picklable_data(fake):
     fake.shutdown()
     fake.shutdown()
     assert engine.stopped
+    with pytest.raises(RuntimeError, match="shut down"):
+        asyncio.run(fake.check_health())
     for value in (
         GenerationRequest(messages=[ChatMessage("user", "hi")], adapter="law"),
         GenerationResult("a", [1], [-0.1], 3, 1, "stop", "law"),
