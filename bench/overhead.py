@@ -41,24 +41,33 @@ def _summary(samples: list[float]) -> dict[str, float]:
     }
 
 
-async def _direct(config: Any, n: int, adapter: str | None) -> list[float]:
-    from orchestrator.llm import GenerationRequest, LLMDeployment
+async def _direct(config: Any, n: int, adapters: list[str | None]) -> list[list[float]]:
+    """One engine (AsyncLLM lives on one event loop), timed per adapter in turn."""
+    from orchestrator.llm import LLMDeployment
 
     deployment = LLMDeployment(config.small.engine)
     try:
-        samples = []
-        for i in range(n + 3):
-            request = GenerationRequest(
-                messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
-                adapter=adapter, max_tokens=MAX_TOKENS, temperature=0.0,
-            )
-            started = time.perf_counter()
-            await deployment.generate(request)
-            if i >= 3:  # warm-up excluded
-                samples.append((time.perf_counter() - started) * 1000)
-        return samples
+        return [await _time_direct(deployment, n, adapter) for adapter in adapters]
     finally:
         deployment.shutdown()
+
+
+async def _time_direct(deployment: Any, n: int, adapter: str | None) -> list[float]:
+    from orchestrator.llm import GenerationRequest
+
+    samples = []
+    for i in range(n + 3):
+        request = GenerationRequest(
+            messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
+            adapter=adapter,
+            max_tokens=MAX_TOKENS,
+            temperature=0.0,
+        )
+        started = time.perf_counter()
+        await deployment.generate(request)
+        if i >= 3:  # warm-up excluded
+            samples.append((time.perf_counter() - started) * 1000)
+    return samples
 
 
 def _through_spillway(base_url: str, key: str, n: int, model: str) -> list[float]:
@@ -69,7 +78,9 @@ def _through_spillway(base_url: str, key: str, n: int, model: str) -> list[float
     for i in range(n + 3):
         started = time.perf_counter()
         client.chat.completions.create(
-            model=model, max_tokens=MAX_TOKENS, temperature=0,
+            model=model,
+            max_tokens=MAX_TOKENS,
+            temperature=0,
             messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
         )
         if i >= 3:
@@ -94,8 +105,8 @@ def main() -> None:
     apply_env(runtime_env_vars(config))
 
     results: dict[str, Any] = {}
-    results["direct_base"] = _summary(asyncio.run(_direct(config, args.requests, None)))
-    results["direct_legal"] = _summary(asyncio.run(_direct(config, args.requests, "legal")))
+    base, legal = asyncio.run(_direct(config, args.requests, [None, "legal"]))
+    results["direct_base"], results["direct_legal"] = _summary(base), _summary(legal)
     start(config, port=args.port)
     try:
         url, key = f"http://127.0.0.1:{args.port}", "sk-spillway-local"

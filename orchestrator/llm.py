@@ -65,6 +65,12 @@ class VLLMEngineConfig(BaseModel):
         1.0, gt=0, description="KV cache size in GiB (vLLM kv_cache_memory_bytes)."
     )
     enforce_eager: bool = Field(True, description="Skip CUDA graphs / compilation.")
+    cpu_threads_bind: str = Field(
+        "auto",
+        description="CPU build only: cores the engine's OpenMP threads use "
+        "(VLLM_CPU_OMP_THREADS_BIND): 'auto', 'nobind', or ids such as '1' or '0-3'. "
+        "Two engines on one machine should get different cores.",
+    )
     seed: int = Field(0, description="Engine seed (requests may pass their own).")
     max_num_seqs: int = Field(64, ge=1, description="Sequences in one batch, max.")
     max_num_batched_tokens: int | None = Field(
@@ -214,6 +220,9 @@ def _set_env_defaults() -> None:
 
 def build_async_llm(config: VLLMEngineConfig) -> Any:
     """The default engine factory: vLLM's ``AsyncLLM`` (starts the engine processes)."""
+    # Each Serve replica is its own process holding one engine, so a process-wide setting
+    # is this engine's setting; vLLM reads it when it starts the worker.
+    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = config.cpu_threads_bind
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.v1.engine.async_llm import AsyncLLM
 
