@@ -4,15 +4,21 @@ Every dashboard query reads these small tables instead of scanning the ledger, s
 the same at 10 million rows as at 10 thousand (the ledger itself is read only by primary key,
 or by a bounded index range for the latest escalations).
 
-- `dash_hourly`: counts, costs and tokens per hour x tenant x route x adapter x router version
-  x status x escalation reason. Cost and escalation over time, router mix, totals.
-- `dash_confidence`: per UTC day x tenant x route x adapter x confidence bin (width 0.01):
-  queries, escalations, costs and feedback scores. Confidence histograms and the what-if panel.
-- `dash_latency`: per UTC day x tenant x route x adapter x stage x latency bin (10 per decade).
-  Latency percentiles.
-- `dash_top`: the `TOP_K` most expensive queries per UTC day x tenant x route x adapter.
+- `dash_hourly`, `dash_daily`: counts, costs and tokens per hour (day) x tenant x router label
+  x adapter x router version x status x escalation reason. Totals, cost and escalations over
+  time, router mix.
+- `dash_confidence`, `dash_confidence_monthly`: per UTC day (month) x tenant x route key x
+  confidence bin (width 0.01): queries, escalations, costs, feedback scores. Confidence
+  histograms and the what-if panel.
+- `dash_latency`, `dash_latency_monthly`: per UTC day (month) x tenant x route key x stage x
+  latency bin (10 per decade). Latency percentiles.
+- `dash_top`: the `TOP_K` most expensive queries per UTC day x tenant x route key.
 
-Key columns are NOT NULL ('' stands for "none") so unique keys work on every backend.
+Each family has a fine and a coarse level: a range reads whole coarse buckets from the coarse
+table and only its ragged ends from the fine one (`levels.py`), so a query over 90 days reads
+about 90 daily rows per group, not 2,160 hourly ones. The route key is the cascade's (adapter,
+else router label, else `base`). Key columns are NOT NULL ('' stands for "none") so unique
+keys work on every backend.
 """
 
 from __future__ import annotations
@@ -58,75 +64,91 @@ def _score(name: str) -> sa.Column[Any]:
     return sa.Column(name, sa.Double(), nullable=False, server_default="0")
 
 
-def _bucket(name: str) -> sa.Column[Any]:
-    return sa.Column(name, UTCDateTime(), nullable=False, primary_key=True)
+def _bucket() -> sa.Column[Any]:
+    """Start of the bucket's UTC hour, day or month."""
+    return sa.Column("bucket", UTCDateTime(), nullable=False, primary_key=True)
 
 
-def _group() -> list[sa.Column[Any]]:
-    return [_key("tenant"), _key("route"), _key("adapter")]
+def _counts_table(name: str) -> sa.Table:
+    return sa.Table(
+        name,
+        metadata,
+        _bucket(),
+        _key("tenant"),
+        _key("route"),  # the router's label
+        _key("adapter"),
+        _key("router_version"),
+        _key("status"),
+        sa.Column("escalated", sa.Boolean(), nullable=False, primary_key=True),
+        _key("reason"),
+        _count("queries"),
+        _count("with_confidence"),
+        _money("cost_usd"),
+        _money("baseline_cost_usd"),
+        _money("cost_small_usd"),
+        _money("cost_large_usd"),
+        _count("small_prompt_tokens"),
+        _count("small_completion_tokens"),
+        _count("large_prompt_tokens"),
+        _count("large_completion_tokens"),
+    )
 
 
-hourly_table = sa.Table(
-    "dash_hourly",
-    metadata,
-    _bucket("hour"),
-    *_group(),
-    _key("router_version"),
-    _key("status"),
-    sa.Column("escalated", sa.Boolean(), nullable=False, primary_key=True),
-    _key("reason"),
-    _count("queries"),
-    _count("with_confidence"),
-    _money("cost_usd"),
-    _money("baseline_cost_usd"),
-    _money("cost_small_usd"),
-    _money("cost_large_usd"),
-    _count("small_prompt_tokens"),
-    _count("small_completion_tokens"),
-    _count("large_prompt_tokens"),
-    _count("large_completion_tokens"),
-)
+def _confidence_table(name: str) -> sa.Table:
+    return sa.Table(
+        name,
+        metadata,
+        _bucket(),
+        _key("tenant"),
+        _key("route"),  # the cascade route key
+        sa.Column("bin", sa.Integer(), nullable=False, primary_key=True),
+        _count("queries"),
+        _count("escalated"),
+        _money("cost_usd"),
+        _money("cost_small_usd"),
+        _money("baseline_cost_usd"),
+        # Feedback on the answers given: by the small model (accepted) or the large (escalated).
+        _count("fb_small_n"),
+        _score("fb_small_score"),
+        _count("fb_large_n"),
+        _score("fb_large_score"),
+    )
 
-confidence_table = sa.Table(
-    "dash_confidence",
-    metadata,
-    _bucket("day"),
-    *_group(),
-    sa.Column("bin", sa.Integer(), nullable=False, primary_key=True),
-    _count("queries"),
-    _count("escalated"),
-    _money("cost_usd"),
-    _money("cost_small_usd"),
-    _money("baseline_cost_usd"),
-    # Feedback on the answers given: by the small model (accepted) or the large (escalated).
-    _count("fb_small_n"),
-    _score("fb_small_score"),
-    _count("fb_large_n"),
-    _score("fb_large_score"),
-)
 
-latency_table = sa.Table(
-    "dash_latency",
-    metadata,
-    _bucket("day"),
-    *_group(),
-    _key("stage"),
-    sa.Column("bin", sa.Integer(), nullable=False, primary_key=True),
-    _count("queries"),
-    _score("sum_ms"),
-)
+def _latency_table(name: str) -> sa.Table:
+    return sa.Table(
+        name,
+        metadata,
+        _bucket(),
+        _key("tenant"),
+        _key("route"),  # the cascade route key
+        _key("stage"),
+        sa.Column("bin", sa.Integer(), nullable=False, primary_key=True),
+        _count("queries"),
+        _score("sum_ms"),
+    )
 
+
+hourly_table = _counts_table("dash_hourly")
+daily_table = _counts_table("dash_daily")
+confidence_table = _confidence_table("dash_confidence")  # daily
+confidence_monthly_table = _confidence_table("dash_confidence_monthly")
+latency_table = _latency_table("dash_latency")  # daily
+latency_monthly_table = _latency_table("dash_latency_monthly")
 top_table = sa.Table(
     "dash_top",
     metadata,
-    _bucket("day"),
-    *_group(),
+    _bucket(),  # UTC day
+    _key("tenant"),
+    _key("route"),  # the cascade route key
     _key("query_id"),
     _money("cost_usd"),
-    sa.Index("ix_dash_top_group_cost", "day", "tenant", "route", "adapter", "cost_usd"),
+    sa.Index("ix_dash_top_group_cost", "bucket", "tenant", "route", "cost_usd"),
 )
 
-TABLES = (hourly_table, confidence_table, latency_table, top_table)
+COUNTS_TABLES = ((hourly_table, "hour"), (daily_table, "day"))
+CONFIDENCE_TABLES = ((confidence_table, "day"), (confidence_monthly_table, "month"))
+LATENCY_TABLES = ((latency_table, "day"), (latency_monthly_table, "month"))
 
 
 def key_columns(table: sa.Table) -> list[str]:

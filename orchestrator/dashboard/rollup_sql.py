@@ -1,31 +1,32 @@
 """SQL that maintains the rollup tables (`rollup.py`): set-based statements over a source of
-ledger rows, installed as triggers, and run once over the whole ledger to backfill.
+ledger rows, run by the triggers (`triggers.py`) and once over the whole ledger to backfill.
 
-The same four statements serve three sources:
+The same statements serve three sources:
 
 - PostgreSQL: a statement-level AFTER INSERT trigger over the transition table `new_rows`, so
   one ledger batch (one multi-row INSERT) costs one aggregated upsert per rollup table;
-- SQLite: a row-level AFTER INSERT trigger over a one-row subquery of `NEW` (SQLite has no
-  statement-level triggers and no CTEs inside triggers);
+- SQLite: the rows queued in `dash_pending`, folded every `FOLD_ROWS` rows and before reads;
 - backfill: the `ledger` table itself, for databases that held rows before the migration.
 
 Rows the ledger skips (`ON CONFLICT DO NOTHING` replays) fire no trigger on either backend,
-so the rollups count every stored row exactly once. Upserts are ordered by key so concurrent
-PostgreSQL writers lock rows in the same order and cannot deadlock.
+so the rollups count every stored row exactly once. On PostgreSQL upserts are ordered by key,
+so concurrent writers lock rollup rows in the same order and cannot deadlock.
 """
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+
 from orchestrator.dashboard.rollup import (
     BIN_EPSILON,
     CONFIDENCE_BINS,
+    CONFIDENCE_TABLES,
+    COUNTS_TABLES,
     LATENCY_EDGES,
+    LATENCY_TABLES,
     STAGES,
     TOP_K,
-    confidence_table,
-    hourly_table,
     key_columns,
-    latency_table,
     top_table,
 )
 
@@ -37,6 +38,7 @@ SOURCE_COLUMNS = (
     "baseline_cost_usd", "latency_router_ms", "latency_small_ms", "latency_large_ms",
     "latency_total_ms",
 )  # fmt: skip
+UNITS = ("hour", "day", "month")
 
 
 def small_confidence(alias: str) -> str:
@@ -45,6 +47,14 @@ def small_confidence(alias: str) -> str:
     return (
         f"{alias}.confidence IS NOT NULL "
         f"AND coalesce({alias}.confidence_signal, '') <> 'difficulty'"
+    )
+
+
+def route_key_sql(alias: str) -> str:
+    """The cascade route key: the adapter, else the router's label, else 'base'."""
+    return (
+        f"(CASE WHEN coalesce({alias}.adapter, '') <> '' THEN {alias}.adapter "
+        f"WHEN coalesce({alias}.route, '') <> '' THEN {alias}.route ELSE 'base' END)"
     )
 
 
@@ -57,19 +67,20 @@ class Dialect:
         self.name = name
 
     def truncate(self, column: str, unit: str) -> str:
-        """Start of the UTC hour or day, in the column's own storage format."""
+        """Start of the UTC hour, day or month, in the column's own storage format."""
         if self.name == "postgresql":
             return f"(date_trunc('{unit}', {column} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')"
         # SQLite stores 'YYYY-MM-DD HH:MM:SS.ffffff' (fixed width, UTC).
-        if unit == "hour":
-            return f"(substr({column}, 1, 13) || ':00:00.000000')"
-        return f"(substr({column}, 1, 10) || ' 00:00:00.000000')"
+        prefix, suffix = {"hour": (13, ":00:00.000000"), "day": (10, " 00:00:00.000000")}.get(
+            unit, (7, "-01 00:00:00.000000")
+        )
+        return f"(substr({column}, 1, {prefix}) || '{suffix}')"
 
     def confidence_bin(self, column: str) -> str:
-        top = CONFIDENCE_BINS - 1
+        top, bins = CONFIDENCE_BINS - 1, CONFIDENCE_BINS
         if self.name == "postgresql":
-            return f"LEAST({top}, floor({column} * {CONFIDENCE_BINS} + {BIN_EPSILON})::integer)"
-        return f"min({top}, CAST({column} * {CONFIDENCE_BINS} + {BIN_EPSILON} AS INTEGER))"
+            return f"LEAST({top}, floor({column} * {bins} + {BIN_EPSILON})::integer)"
+        return f"min({top}, CAST({column} * {bins} + {BIN_EPSILON} AS INTEGER))"
 
     def latency_bin(self, column: str) -> str:
         """How many edges are <= the value (PostgreSQL's width_bucket; a binary CASE here)."""
@@ -79,8 +90,8 @@ class Dialect:
         return _binary_case(column, 0, len(LATENCY_EDGES))
 
     def lock_order(self, columns: int) -> str:
-        """ORDER BY the key columns on PostgreSQL, so concurrent writers lock rollup rows in
-        the same order; SQLite serializes writers and would only pay for the sort."""
+        """ORDER BY the key columns on PostgreSQL (writers lock rollup rows in one order);
+        SQLite serializes writers and would only pay for the sort."""
         if self.name == "sqlite":
             return ""
         return "ORDER BY " + ", ".join(str(i) for i in range(1, columns + 1))
@@ -101,45 +112,45 @@ def _binary_case(column: str, low: int, high: int) -> str:
 
 def keyed_source(dialect: Dialect, source: str) -> str:
     """The source rows with the rollup keys computed ('' for none)."""
+    buckets = ", ".join(f"{dialect.truncate('s.created_at', u)} AS k_{u}" for u in UNITS)
     return (
-        "(SELECT s.*, "
-        f"{dialect.truncate('s.created_at', 'hour')} AS k_hour, "
-        f"{dialect.truncate('s.created_at', 'day')} AS k_day, "
-        "coalesce(s.route, '') AS k_route, coalesce(s.adapter, '') AS k_adapter "
+        f"(SELECT s.*, {buckets}, coalesce(s.route, '') AS k_route, "
+        f"coalesce(s.adapter, '') AS k_adapter, {route_key_sql('s')} AS k_key "
         f"FROM {source} AS s WHERE true)"
     )
 
 
-def _upsert(table_name: str, keys: list[str], values: list[str]) -> str:
-    updates = ", ".join(f"{v} = {table_name}.{v} + excluded.{v}" for v in values)
-    return f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+def _insert(table: sa.Table, select: str, values: list[str]) -> str:
+    keys = key_columns(table)
+    updates = ", ".join(f"{v} = {table.name}.{v} + excluded.{v}" for v in values)
+    columns = ", ".join([*keys, *values])
+    return (
+        f"INSERT INTO {table.name} ({columns}) {select} "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+    )
 
 
-def hourly_statement(dialect: Dialect, source: str) -> str:
-    keys = key_columns(hourly_table)
-    sums = [
-        "cost_usd", "baseline_cost_usd", "cost_small_usd", "cost_large_usd",
-        "small_prompt_tokens", "small_completion_tokens", "large_prompt_tokens",
-        "large_completion_tokens",
-    ]  # fmt: skip
-    values = ["queries", "with_confidence", *sums]
+COUNT_SUMS = (
+    "cost_usd", "baseline_cost_usd", "cost_small_usd", "cost_large_usd",
+    "small_prompt_tokens", "small_completion_tokens", "large_prompt_tokens",
+    "large_completion_tokens",
+)  # fmt: skip
+
+
+def counts_statement(dialect: Dialect, source: str, table: sa.Table, unit: str) -> str:
     select = (
-        "SELECT k_hour, tenant, k_route, k_adapter, coalesce(router_version, ''), status, "
+        f"SELECT k_{unit}, tenant, k_route, k_adapter, coalesce(router_version, ''), status, "
         "escalated, coalesce(escalation_reason, ''), count(*), count(confidence), "
-        + ", ".join(f"sum({name})" for name in sums)
+        + ", ".join(f"sum({name})" for name in COUNT_SUMS)
         + f" FROM {keyed_source(dialect, source)} AS k WHERE true"
         f" GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 {dialect.lock_order(8)}"
     )
-    columns = ", ".join([*keys, *values])
-    return f"INSERT INTO {hourly_table.name} ({columns}) {select} {_upsert(hourly_table.name, keys, values)}"  # noqa: E501
+    return _insert(table, select, ["queries", "with_confidence", *COUNT_SUMS])
 
 
-def confidence_statement(dialect: Dialect, source: str, *, feedback_filter: bool = True) -> str:
-    keys = key_columns(confidence_table)
-    values = [
-        "queries", "escalated", "cost_usd", "cost_small_usd", "baseline_cost_usd",
-        "fb_small_n", "fb_small_score", "fb_large_n", "fb_large_score",
-    ]  # fmt: skip
+def confidence_statement(
+    dialect: Dialect, source: str, table: sa.Table, unit: str, *, feedback_filter: bool = True
+) -> str:
     esc = dialect.escalated_int("k.escalated")
     where = f" WHERE query_id IN (SELECT query_id FROM {source} AS q)" if feedback_filter else ""
     feedback = (
@@ -147,41 +158,37 @@ def confidence_statement(dialect: Dialect, source: str, *, feedback_filter: bool
         f"{where} GROUP BY query_id)"
     )
     select = (
-        f"SELECT k_day, tenant, k_route, k_adapter, {dialect.confidence_bin('k.confidence')}, "
+        f"SELECT k_{unit}, tenant, k_key, {dialect.confidence_bin('k.confidence')}, "
         f"count(*), sum({esc}), sum(k.cost_usd), sum(k.cost_small_usd), "
         "sum(k.baseline_cost_usd), "
         f"sum((1 - {esc}) * coalesce(f.n, 0)), sum((1 - {esc}) * coalesce(f.score, 0)), "
         f"sum({esc} * coalesce(f.n, 0)), sum({esc} * coalesce(f.score, 0)) "
         f"FROM {keyed_source(dialect, source)} AS k "
         f"LEFT JOIN {feedback} AS f ON f.query_id = k.query_id "
-        f"WHERE {small_confidence('k')} "
-        f"GROUP BY 1, 2, 3, 4, 5 {dialect.lock_order(5)}"
+        f"WHERE {small_confidence('k')} GROUP BY 1, 2, 3, 4 {dialect.lock_order(4)}"
     )
-    columns = ", ".join([*keys, *values])
-    upsert = _upsert(confidence_table.name, keys, values)
-    return f"INSERT INTO {confidence_table.name} ({columns}) {select} {upsert}"
+    values = [
+        "queries", "escalated", "cost_usd", "cost_small_usd", "baseline_cost_usd",
+        "fb_small_n", "fb_small_score", "fb_large_n", "fb_large_score",
+    ]  # fmt: skip
+    return _insert(table, select, values)
 
 
-def latency_statement(dialect: Dialect, source: str) -> str:
-    keys = key_columns(latency_table)
+def latency_statement(dialect: Dialect, source: str, table: sa.Table, unit: str) -> str:
     keyed = keyed_source(dialect, source)
     unpivot = " UNION ALL ".join(
-        f"SELECT k_day, tenant, k_route, k_adapter, '{stage}' AS stage, "
-        f"latency_{stage}_ms AS ms FROM {keyed} AS k{i} WHERE latency_{stage}_ms IS NOT NULL"
+        f"SELECT k_{unit} AS b, tenant, k_key, '{stage}' AS stage, latency_{stage}_ms AS ms "
+        f"FROM {keyed} AS k{i} WHERE latency_{stage}_ms IS NOT NULL"
         for i, stage in enumerate(STAGES)
     )
     select = (
-        f"SELECT k_day, tenant, k_route, k_adapter, stage, {dialect.latency_bin('u.ms')}, "
-        f"count(*), sum(u.ms) FROM ({unpivot}) AS u WHERE true "
-        f"GROUP BY 1, 2, 3, 4, 5, 6 {dialect.lock_order(6)}"
+        f"SELECT b, tenant, k_key, stage, {dialect.latency_bin('u.ms')}, count(*), sum(u.ms) "
+        f"FROM ({unpivot}) AS u WHERE true GROUP BY 1, 2, 3, 4, 5 {dialect.lock_order(5)}"
     )
-    columns = ", ".join([*keys, "queries", "sum_ms"])
-    upsert = _upsert(latency_table.name, keys, ["queries", "sum_ms"])
-    return f"INSERT INTO {latency_table.name} ({columns}) {select} {upsert}"
+    return _insert(table, select, ["queries", "sum_ms"])
 
 
-_PARTITION = "PARTITION BY day, tenant, route, adapter ORDER BY cost_usd DESC, query_id"
-_GROUP_KEYS = "(day, tenant, route, adapter)"
+_GROUP = "(bucket, tenant, route)"
 
 
 def top_statements(dialect: Dialect, source: str) -> list[str]:
@@ -189,31 +196,32 @@ def top_statements(dialect: Dialect, source: str) -> list[str]:
     cheapest kept row, or all while the group has fewer than K), then prune groups past K."""
     table = top_table.name
     keyed = keyed_source(dialect, source)
-    groups = f"SELECT DISTINCT k_day, tenant, k_route, k_adapter FROM {keyed} AS g WHERE true"
+    groups = f"SELECT DISTINCT k_day, tenant, k_key FROM {keyed} AS g WHERE true"
     kept = (
-        f"SELECT day, tenant, route, adapter, count(*) AS n, min(cost_usd) AS cheapest "
-        f"FROM {table} WHERE {_GROUP_KEYS} IN ({groups}) GROUP BY 1, 2, 3, 4"
+        f"SELECT bucket, tenant, route, count(*) AS n, min(cost_usd) AS cheapest "
+        f"FROM {table} WHERE {_GROUP} IN ({groups}) GROUP BY 1, 2, 3"
     )
     candidates = (
-        "SELECT k_day, tenant, k_route, k_adapter, query_id, cost_usd, row_number() OVER "
-        "(PARTITION BY k_day, tenant, k_route, k_adapter ORDER BY cost_usd DESC, query_id) "
+        "SELECT k_day, tenant, k_key, query_id, cost_usd, row_number() OVER "
+        "(PARTITION BY k_day, tenant, k_key ORDER BY cost_usd DESC, query_id) "
         f"AS rn FROM {keyed} AS k WHERE true"
     )
     insert = (
-        f"INSERT INTO {table} (day, tenant, route, adapter, query_id, cost_usd) "
-        "SELECT c.k_day, c.tenant, c.k_route, c.k_adapter, c.query_id, c.cost_usd "
-        f"FROM ({candidates}) AS c LEFT JOIN ({kept}) AS t ON t.day = c.k_day "
-        "AND t.tenant = c.tenant AND t.route = c.k_route AND t.adapter = c.k_adapter "
+        f"INSERT INTO {table} (bucket, tenant, route, query_id, cost_usd) "
+        "SELECT c.k_day, c.tenant, c.k_key, c.query_id, c.cost_usd "
+        f"FROM ({candidates}) AS c LEFT JOIN ({kept}) AS t ON t.bucket = c.k_day "
+        "AND t.tenant = c.tenant AND t.route = c.k_key "
         f"WHERE c.rn <= {TOP_K} AND (t.n IS NULL OR t.n < {TOP_K} OR c.cost_usd > t.cheapest) "
-        f"{dialect.lock_order(5)} ON CONFLICT DO NOTHING"
+        f"{dialect.lock_order(4)} ON CONFLICT DO NOTHING"
     )
     ranked = (
-        f"SELECT day, tenant, route, adapter, query_id, row_number() OVER ({_PARTITION}) AS rn "
-        f"FROM {table} WHERE {_GROUP_KEYS} IN ({groups})"
+        "SELECT bucket, tenant, route, query_id, row_number() OVER (PARTITION BY bucket, "
+        f"tenant, route ORDER BY cost_usd DESC, query_id) AS rn FROM {table} "
+        f"WHERE {_GROUP} IN ({groups})"
     )
     prune = (
-        f"DELETE FROM {table} WHERE (day, tenant, route, adapter, query_id) IN "
-        f"(SELECT day, tenant, route, adapter, query_id FROM ({ranked}) AS r WHERE r.rn > {TOP_K})"
+        f"DELETE FROM {table} WHERE (bucket, tenant, route, query_id) IN "
+        f"(SELECT bucket, tenant, route, query_id FROM ({ranked}) AS r WHERE r.rn > {TOP_K})"
     )
     return [insert, prune]
 
@@ -222,32 +230,34 @@ def ledger_statements(dialect: Dialect, source: str, *, feedback_filter: bool = 
     """Everything a set of new ledger rows changes, in order. `feedback_filter=False` joins
     all feedback without first selecting the source's query ids (for the whole ledger)."""
     return [
-        hourly_statement(dialect, source),
-        confidence_statement(dialect, source, feedback_filter=feedback_filter),
-        latency_statement(dialect, source),
+        *(counts_statement(dialect, source, table, unit) for table, unit in COUNTS_TABLES),
+        *(
+            confidence_statement(dialect, source, table, unit, feedback_filter=feedback_filter)
+            for table, unit in CONFIDENCE_TABLES
+        ),
+        *(latency_statement(dialect, source, table, unit) for table, unit in LATENCY_TABLES),
         *top_statements(dialect, source),
     ]
 
 
-def feedback_statement(dialect: Dialect, source: str) -> str:
-    """Add new feedback to the confidence bin of its query (if that row is stored already;
+def feedback_statements(dialect: Dialect, source: str) -> list[str]:
+    """Add new feedback to the confidence bins of its query (if that row is stored already;
     otherwise the ledger trigger picks the feedback up when the row arrives)."""
     esc = dialect.escalated_int("l.escalated")
-    aggregated = (
-        f"SELECT {dialect.truncate('l.created_at', 'day')} AS day, l.tenant AS tenant, "
-        "coalesce(l.route, '') AS route, coalesce(l.adapter, '') AS adapter, "
-        f"{dialect.confidence_bin('l.confidence')} AS bin, "
-        f"sum(1 - {esc}) AS sn, sum((1 - {esc}) * f.score) AS ss, "
-        f"sum({esc}) AS ln, sum({esc} * f.score) AS ls "
-        f"FROM {source} AS f JOIN ledger AS l ON l.query_id = f.query_id "
-        f"WHERE {small_confidence('l')} "
-        "GROUP BY 1, 2, 3, 4, 5"
-    )
-    match = " AND ".join(
-        f"{confidence_table.name}.{k} = x.{k}" for k in key_columns(confidence_table)
-    )
-    return (
-        f"UPDATE {confidence_table.name} SET fb_small_n = fb_small_n + x.sn, "
-        "fb_small_score = fb_small_score + x.ss, fb_large_n = fb_large_n + x.ln, "
-        f"fb_large_score = fb_large_score + x.ls FROM ({aggregated}) AS x WHERE {match}"
-    )
+    statements = []
+    for table, unit in CONFIDENCE_TABLES:
+        aggregated = (
+            f"SELECT {dialect.truncate('l.created_at', unit)} AS bucket, l.tenant AS tenant, "
+            f"{route_key_sql('l')} AS route, {dialect.confidence_bin('l.confidence')} AS bin, "
+            f"sum(1 - {esc}) AS sn, sum((1 - {esc}) * f.score) AS ss, "
+            f"sum({esc}) AS ln, sum({esc} * f.score) AS ls "
+            f"FROM {source} AS f JOIN ledger AS l ON l.query_id = f.query_id "
+            f"WHERE {small_confidence('l')} GROUP BY 1, 2, 3, 4"
+        )
+        match = " AND ".join(f"{table.name}.{k} = x.{k}" for k in key_columns(table))
+        statements.append(
+            f"UPDATE {table.name} SET fb_small_n = fb_small_n + x.sn, "
+            "fb_small_score = fb_small_score + x.ss, fb_large_n = fb_large_n + x.ln, "
+            f"fb_large_score = fb_large_score + x.ls FROM ({aggregated}) AS x WHERE {match}"
+        )
+    return statements

@@ -10,41 +10,32 @@ from typing import Any
 import sqlalchemy as sa
 
 from orchestrator.dashboard.histogram import percentiles
+from orchestrator.dashboard.levels import rollup_rows
 from orchestrator.dashboard.rollup import (
     CONFIDENCE_BINS,
+    CONFIDENCE_TABLES,
+    LATENCY_TABLES,
     STAGES,
     latency_bin_bounds,
 )
-from orchestrator.dashboard.rollup import confidence_table as C
-from orchestrator.dashboard.rollup import hourly_table as H
-from orchestrator.dashboard.rollup import latency_table as L
-from orchestrator.dashboard.scope import DAY, Scope, route_key
-from orchestrator.dashboard.stats_hourly import money, ratio
+from orchestrator.dashboard.scope import Scope
+from orchestrator.dashboard.stats_hourly import counts, escalated_count, money, ratio
 from orchestrator.dashboard.whatif import Fixed, RouteBins, curve, project
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 Thresholds = Callable[[str], float | None]
 
 
+CONFIDENCE_COLUMNS = (
+    "route", "bin", "queries", "escalated", "cost_usd", "cost_small_usd", "baseline_cost_usd",
+    "fb_small_n", "fb_small_score", "fb_large_n", "fb_large_score",
+)  # fmt: skip
+
+
 def _route_bins(connection: sa.Connection, scope: Scope) -> dict[str, RouteBins]:
-    key = route_key(C).label("route")
-    query = (
-        sa.select(
-            key,
-            C.c.bin,
-            sa.func.sum(C.c.queries),
-            sa.func.sum(C.c.escalated),
-            sa.func.sum(C.c.cost_usd),
-            sa.func.sum(C.c.cost_small_usd),
-            sa.func.sum(C.c.baseline_cost_usd),
-            sa.func.sum(C.c.fb_small_n),
-            sa.func.sum(C.c.fb_small_score),
-            sa.func.sum(C.c.fb_large_n),
-            sa.func.sum(C.c.fb_large_score),
-        )
-        .where(*scope.where(C, "day"))
-        .group_by(key, C.c.bin)
-    )
+    c = rollup_rows(CONFIDENCE_TABLES, scope, CONFIDENCE_COLUMNS)
+    sums = [sa.func.sum(c.c[name]) for name in CONFIDENCE_COLUMNS[2:]]
+    query = sa.select(c.c.route, c.c.bin, *sums).group_by(c.c.route, c.c.bin)
     routes: dict[str, RouteBins] = defaultdict(RouteBins)
     for route, b, n, esc, cost, small, base, sn, ss, ln, ls in connection.execute(query):
         bins = routes[route]
@@ -56,7 +47,7 @@ def _route_bins(connection: sa.Connection, scope: Scope) -> dict[str, RouteBins]
 
 
 def confidence(connection: sa.Connection, scope: Scope, thresholds: Thresholds) -> dict[str, Any]:
-    scope = scope.snapped(DAY)
+    scope = scope.snapped("day")
     routes = [
         {
             "route": route,
@@ -73,11 +64,8 @@ def confidence(connection: sa.Connection, scope: Scope, thresholds: Thresholds) 
 
 def _route_totals(connection: sa.Connection, scope: Scope) -> tuple[int, int, float]:
     """Queries, escalations and cost of the scope, from the hourly rollup."""
-    query = sa.select(
-        sa.func.sum(H.c.queries),
-        sa.func.sum(sa.case((H.c.escalated, H.c.queries), else_=0)),
-        sa.func.sum(H.c.cost_usd),
-    ).where(*scope.where(H, "hour"))
+    r = counts(scope)
+    query = sa.select(sa.func.sum(r.c.queries), escalated_count(r), sa.func.sum(r.c.cost_usd))
     queries, escalated, cost = connection.execute(query).one()
     return int(queries or 0), int(escalated or 0), money(cost)
 
@@ -89,7 +77,7 @@ def what_if(
     threshold: float | None,
     thresholds: Thresholds,
 ) -> dict[str, Any]:
-    scope = Scope(scope.since, scope.until, scope.tenant, route).snapped(DAY)
+    scope = Scope(scope.since, scope.until, scope.tenant, route).snapped("day")
     bins = _route_bins(connection, scope).get(route, RouteBins())
     queries, escalated, cost = _route_totals(connection, scope)
     fixed = Fixed(
@@ -117,12 +105,11 @@ def what_if(
 
 
 def latency(connection: sa.Connection, scope: Scope) -> dict[str, Any]:
-    scope = scope.snapped(DAY)
-    query = (
-        sa.select(L.c.stage, L.c.bin, sa.func.sum(L.c.queries), sa.func.sum(L.c.sum_ms))
-        .where(*scope.where(L, "day"))
-        .group_by(L.c.stage, L.c.bin)
-    )
+    scope = scope.snapped("day")
+    r = rollup_rows(LATENCY_TABLES, scope, ("stage", "bin", "queries", "sum_ms"))
+    query = sa.select(
+        r.c.stage, r.c.bin, sa.func.sum(r.c.queries), sa.func.sum(r.c.sum_ms)
+    ).group_by(r.c.stage, r.c.bin)
     counts: dict[str, dict[int, int]] = {stage: {} for stage in STAGES}
     sums: dict[str, float] = defaultdict(float)
     for stage, b, n, total_ms in connection.execute(query):

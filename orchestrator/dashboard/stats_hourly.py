@@ -1,4 +1,5 @@
-"""Stats from the hourly rollup: totals, cost and escalations over time, router mix."""
+"""Stats from the counts rollups (hourly and daily): totals, cost and escalations over time,
+router mix, and the filter options."""
 
 from __future__ import annotations
 
@@ -9,11 +10,17 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator.dashboard.rollup import hourly_table as H
-from orchestrator.dashboard.scope import DAY, HOUR, Scope, floor_to, iso, route_key
+from orchestrator.dashboard.levels import rollup_rows
+from orchestrator.dashboard.rollup import COUNTS_TABLES, hourly_table
+from orchestrator.dashboard.scope import HOUR, Scope, floor_unit, iso, route_key
 
 AUTO_STEP_MAX_SPAN = timedelta(days=3)
 TOKEN_SUMS = ("small_prompt", "small_completion", "large_prompt", "large_completion")
+COUNT_COLUMNS = (
+    "route", "adapter", "router_version", "status", "escalated", "reason", "queries",
+    "cost_usd", "baseline_cost_usd", "cost_small_usd", "cost_large_usd",
+    *(f"{name}_tokens" for name in TOKEN_SUMS),
+)  # fmt: skip
 
 
 def money(value: Decimal | float | None) -> float:
@@ -24,41 +31,44 @@ def ratio(part: float, whole: float) -> float | None:
     return part / whole if whole else None
 
 
-def _escalated_count() -> sa.ColumnElement[Any]:
-    return sa.func.sum(sa.case((H.c.escalated, H.c.queries), else_=0))
+def counts(scope: Scope, *, hourly_only: bool = False) -> Any:
+    """The counts rollup rows of the scope (snapped to hours), hourly and daily pieces."""
+    levels = COUNTS_TABLES[:1] if hourly_only else COUNTS_TABLES
+    return rollup_rows(levels, scope, COUNT_COLUMNS)
 
 
-def _error_count() -> sa.ColumnElement[Any]:
-    return sa.func.sum(sa.case((H.c.status != "ok", H.c.queries), else_=0))
+def escalated_count(r: Any) -> sa.ColumnElement[Any]:
+    return sa.func.sum(sa.case((r.c.escalated, r.c.queries), else_=0))
 
 
 def summary(connection: sa.Connection, scope: Scope) -> dict[str, Any]:
-    scope = scope.snapped(HOUR)
+    scope = scope.snapped("hour")
+    r = counts(scope)
     query = sa.select(
-        sa.func.sum(H.c.queries).label("queries"),
-        _error_count().label("errors"),
-        _escalated_count().label("escalated"),
-        sa.func.sum(H.c.cost_usd).label("cost"),
-        sa.func.sum(H.c.baseline_cost_usd).label("baseline"),
-        sa.func.sum(H.c.cost_small_usd).label("cost_small"),
-        sa.func.sum(H.c.cost_large_usd).label("cost_large"),
-        *(sa.func.sum(H.c[f"{name}_tokens"]).label(name) for name in TOKEN_SUMS),
-    ).where(*scope.where(H, "hour"))
+        sa.func.sum(r.c.queries).label("queries"),
+        sa.func.sum(sa.case((r.c.status != "ok", r.c.queries), else_=0)).label("errors"),
+        escalated_count(r).label("escalated"),
+        *(
+            sa.func.sum(r.c[n]).label(n)
+            for n in ("cost_usd", "baseline_cost_usd", "cost_small_usd", "cost_large_usd")
+        ),
+        *(sa.func.sum(r.c[f"{name}_tokens"]).label(name) for name in TOKEN_SUMS),
+    )
     row = connection.execute(query).mappings().one()
-    queries = int(row["queries"] or 0)
-    cost, baseline = money(row["cost"]), money(row["baseline"])
+    queries, escalated = int(row["queries"] or 0), int(row["escalated"] or 0)
+    cost, baseline = money(row["cost_usd"]), money(row["baseline_cost_usd"])
     return {
         "range": scope.describe(),
         "queries": queries,
         "errors": int(row["errors"] or 0),
-        "escalated": int(row["escalated"] or 0),
-        "escalation_rate": ratio(int(row["escalated"] or 0), queries),
+        "escalated": escalated,
+        "escalation_rate": ratio(escalated, queries),
         "cost_usd": cost,
         "baseline_cost_usd": baseline,
         "savings_usd": round(baseline - cost, 10),
         "savings_rate": ratio(baseline - cost, baseline),
-        "cost_small_usd": money(row["cost_small"]),
-        "cost_large_usd": money(row["cost_large"]),
+        "cost_small_usd": money(row["cost_small_usd"]),
+        "cost_large_usd": money(row["cost_large_usd"]),
         "tokens": {
             model: {kind: int(row[f"{model}_{kind}"] or 0) for kind in ("prompt", "completion")}
             for model in ("small", "large")
@@ -66,108 +76,87 @@ def summary(connection: sa.Connection, scope: Scope) -> dict[str, Any]:
     }
 
 
-def choose_step(scope: Scope, step: str) -> timedelta:
-    if step == "hour":
-        return HOUR
-    if step == "day":
-        return DAY
+def choose_step(scope: Scope, step: str) -> str:
+    if step in ("hour", "day"):
+        return step
     if scope.since is not None and scope.until is not None:
-        return HOUR if scope.until - scope.since <= AUTO_STEP_MAX_SPAN else DAY
-    return DAY
+        return "hour" if scope.until - scope.since <= AUTO_STEP_MAX_SPAN else "day"
+    return "day"
 
 
-def _by_step(rows: list[Any], step: timedelta) -> dict[datetime, dict[str, float]]:
-    """Sum hourly rows into steps (hours or UTC days), keyed by step start, in time order."""
+def _series(
+    connection: sa.Connection, scope: Scope, step: str, sums: dict[str, Any]
+) -> dict[datetime, dict[str, float]]:
+    """{step start: {name: sum}} in time order; `sums` maps names to SQL over the rows."""
+    r = counts(scope, hourly_only=step == "hour")
+    query = sa.select(r.c.bucket, *(expr(r).label(name) for name, expr in sums.items()))
     buckets: dict[datetime, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for row in rows:
-        bucket = buckets[floor_to(row.hour, step)]
-        for name, value in row._mapping.items():
-            if name != "hour":
-                bucket[name] += float(value or 0)
+    for row in connection.execute(query.group_by(r.c.bucket)):
+        bucket = buckets[floor_unit(row.bucket, step)]
+        for name in sums:
+            bucket[name] += float(row._mapping[name] or 0)
     return dict(sorted(buckets.items()))
 
 
 def cost_series(connection: sa.Connection, scope: Scope, step: str) -> dict[str, Any]:
-    scope = scope.snapped(HOUR)
+    scope = scope.snapped("hour")
     size = choose_step(scope, step)
-    query = (
-        sa.select(
-            H.c.hour,
-            sa.func.sum(H.c.queries).label("queries"),
-            sa.func.sum(H.c.cost_usd).label("cost"),
-            sa.func.sum(H.c.baseline_cost_usd).label("baseline"),
-        )
-        .where(*scope.where(H, "hour"))
-        .group_by(H.c.hour)
-    )
+    sums = {
+        "queries": lambda r: sa.func.sum(r.c.queries),
+        "cost": lambda r: sa.func.sum(r.c.cost_usd),
+        "baseline": lambda r: sa.func.sum(r.c.baseline_cost_usd),
+    }
     points = []
-    for start, sums in _by_step(list(connection.execute(query)), size).items():
-        cost, baseline = round(sums["cost"], 10), round(sums["baseline"], 10)
+    for start, s in _series(connection, scope, size, sums).items():
+        cost, baseline = round(s["cost"], 10), round(s["baseline"], 10)
         points.append(
             {
                 "t": iso(start),
-                "queries": int(sums["queries"]),
+                "queries": int(s["queries"]),
                 "cost_usd": cost,
                 "baseline_cost_usd": baseline,
                 "savings_usd": round(baseline - cost, 10),
             }
         )
-    return {"range": scope.describe(), "step": "hour" if size == HOUR else "day", "points": points}
+    return {"range": scope.describe(), "step": size, "points": points}
 
 
 def escalation_series(connection: sa.Connection, scope: Scope, step: str) -> dict[str, Any]:
-    scope = scope.snapped(HOUR)
+    scope = scope.snapped("hour")
     size = choose_step(scope, step)
-    over_time = (
-        sa.select(
-            H.c.hour,
-            sa.func.sum(H.c.queries).label("queries"),
-            _escalated_count().label("escalated"),
-        )
-        .where(*scope.where(H, "hour"))
-        .group_by(H.c.hour)
-    )
+    sums = {"queries": lambda r: sa.func.sum(r.c.queries), "escalated": escalated_count}
     points = [
-        {
-            "t": iso(start),
-            "queries": int(sums["queries"]),
-            "escalated": int(sums["escalated"]),
-            "escalation_rate": ratio(sums["escalated"], sums["queries"]),
-        }
-        for start, sums in _by_step(list(connection.execute(over_time)), size).items()
-    ]
+        {"t": iso(start), "queries": int(s["queries"]), "escalated": int(s["escalated"]),
+         "escalation_rate": ratio(s["escalated"], s["queries"])}
+        for start, s in _series(connection, scope, size, sums).items()
+    ]  # fmt: skip
     return {
         "range": scope.describe(),
-        "step": "hour" if size == HOUR else "day",
+        "step": size,
         "points": points,
-        "by_route": _escalations_by_route(connection, scope),
+        "by_route": _by_route(connection, scope),
     }
 
 
-def _escalations_by_route(connection: sa.Connection, scope: Scope) -> list[dict[str, Any]]:
-    key = route_key(H).label("route")
-    query = (
-        sa.select(key, H.c.adapter, H.c.escalated, H.c.reason, sa.func.sum(H.c.queries))
-        .where(*scope.where(H, "hour"))
-        .group_by(key, H.c.adapter, H.c.escalated, H.c.reason)
-    )
+def _new_group(route: str, adapter: str) -> dict[str, Any]:
+    return {"route": route, "adapter": adapter or None, "queries": 0, "escalated": 0, "reasons": {}}
+
+
+def _by_route(connection: sa.Connection, scope: Scope) -> list[dict[str, Any]]:
+    r = counts(scope)
+    key = route_key(r).label("key")
+    query = sa.select(
+        key, r.c.adapter, r.c.escalated, r.c.reason, sa.func.sum(r.c.queries)
+    ).group_by(key, r.c.adapter, r.c.escalated, r.c.reason)
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for route, adapter, escalated, reason, count in connection.execute(query):
-        group = groups.setdefault(
-            (route, adapter),
-            {
-                "route": route,
-                "adapter": adapter or None,
-                "queries": 0,
-                "escalated": 0,
-                "reasons": {},
-            },
-        )
+        group = groups.setdefault((route, adapter), _new_group(route, adapter))
         group["queries"] += int(count)
         if escalated:
             group["escalated"] += int(count)
-            name = reason or "unknown"
-            group["reasons"][name] = group["reasons"].get(name, 0) + int(count)
+            group["reasons"][reason or "unknown"] = group["reasons"].get(
+                reason or "unknown", 0
+            ) + int(count)
     rows = sorted(groups.values(), key=lambda g: (-g["queries"], g["route"], g["adapter"] or ""))
     for group in rows:
         group["escalation_rate"] = ratio(group["escalated"], group["queries"])
@@ -177,44 +166,41 @@ def _escalations_by_route(connection: sa.Connection, scope: Scope) -> list[dict[
 def router_mix(connection: sa.Connection, scope: Scope) -> dict[str, Any]:
     """Router labels' shares, abstentions (routed, but no adapter: the base model answered),
     queries that bypassed the router (a model named directly), and router artifact versions."""
-    scope = scope.snapped(HOUR)
-    where = scope.where(H, "hour")
-    labels_query = (
-        sa.select(H.c.route, H.c.adapter, sa.func.sum(H.c.queries))
-        .where(*where)
-        .group_by(H.c.route, H.c.adapter)
-    )
+    scope = scope.snapped("hour")
+    r = counts(scope)
     total = routed = abstained = 0
     labels: dict[str, dict[str, Any]] = {}
-    for label, adapter, count in connection.execute(labels_query):
-        no_adapter = adapter == ""
+    query = sa.select(r.c.route, r.c.adapter, sa.func.sum(r.c.queries)).group_by(
+        r.c.route, r.c.adapter
+    )
+    for label, adapter, count in connection.execute(query):
         total += int(count)
         if not label:
             continue
         routed += int(count)
         entry = labels.setdefault(label, {"label": label, "queries": 0, "abstained": 0})
         entry["queries"] += int(count)
-        if no_adapter:
+        if adapter == "":
             entry["abstained"] += int(count)
             abstained += int(count)
     for entry in labels.values():
         entry["share"] = ratio(entry["queries"], routed)
     versions_query = (
         sa.select(
-            H.c.router_version,
-            sa.func.sum(H.c.queries),
-            sa.func.min(H.c.hour),
-            sa.func.max(H.c.hour),
+            r.c.router_version,
+            sa.func.sum(r.c.queries),
+            sa.func.min(r.c.bucket),
+            sa.func.max(r.c.bucket),
         )
-        .where(*where, H.c.route != "")
-        .group_by(H.c.router_version)
+        .where(r.c.route != "")
+        .group_by(r.c.router_version)
     )
     versions = [
         {
             "router_version": version or None,
             "queries": int(count),
-            "first_hour": iso(first),
-            "last_hour": iso(last),
+            "first_seen": iso(first),
+            "last_seen": iso(last),
         }
         for version, count, first, last in connection.execute(versions_query)
     ]
@@ -226,19 +212,21 @@ def router_mix(connection: sa.Connection, scope: Scope) -> dict[str, Any]:
         "abstained": abstained,
         "abstention_rate": ratio(abstained, routed),
         "labels": sorted(labels.values(), key=lambda e: (-e["queries"], e["label"])),
-        "versions": sorted(versions, key=lambda v: v["first_hour"] or ""),
+        "versions": sorted(versions, key=lambda v: v["first_seen"] or ""),
     }
 
 
 def filter_options(connection: sa.Connection) -> dict[str, Any]:
-    """Tenants and routes seen, and the time span of the data, for the page's filters."""
-    key = route_key(H).label("route")
-    tenants = connection.execute(sa.select(H.c.tenant).distinct().order_by(H.c.tenant))
+    """Tenants and routes seen (from the daily rollup), and the data's first and last hour."""
+    daily = COUNTS_TABLES[1][0]
+    key = route_key(daily).label("key")
+    tenants = connection.execute(sa.select(daily.c.tenant).distinct().order_by(daily.c.tenant))
     routes = connection.execute(sa.select(key).distinct().order_by(key))
-    first, last = connection.execute(sa.select(sa.func.min(H.c.hour), sa.func.max(H.c.hour))).one()
+    span = sa.select(sa.func.min(hourly_table.c.bucket), sa.func.max(hourly_table.c.bucket))
+    first, last = connection.execute(span).one()
     return {
         "tenants": [t for (t,) in tenants],
-        "routes": [r for (r,) in routes],
+        "routes": [k for (k,) in routes],
         "first_hour": iso(first),
         "last_hour": iso(last + HOUR) if last is not None else None,
     }

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from orchestrator.dashboard.rollup import hourly_table as H
 from orchestrator.dashboard.rollup import top_table as T
-from orchestrator.dashboard.scope import BASE_ROUTE, DAY, HOUR, Scope, iso
+from orchestrator.dashboard.scope import BASE_ROUTE, HOUR, Scope, iso
 from orchestrator.dashboard.stats_hourly import money
 from orchestrator.ledger.schema import ledger_table as LEDGER
 
@@ -49,10 +49,10 @@ def _columns() -> list[sa.Column[Any]]:
 
 
 def expensive(connection: sa.Connection, scope: Scope, limit: int) -> dict[str, Any]:
-    scope = scope.snapped(DAY)
+    scope = scope.snapped("day")
     top = (
         sa.select(T.c.query_id)
-        .where(*scope.where(T, "day"))
+        .where(*scope.between(T.c.bucket), *scope.filters(T))
         .order_by(T.c.cost_usd.desc(), T.c.query_id)
         .limit(limit)
     )
@@ -63,12 +63,12 @@ def expensive(connection: sa.Connection, scope: Scope, limit: int) -> dict[str, 
 
 
 def latest_escalations(connection: sa.Connection, scope: Scope, limit: int) -> dict[str, Any]:
-    scope = scope.snapped(HOUR)
+    scope = scope.snapped("hour")
     hours_query = (
-        sa.select(H.c.hour)
-        .where(*scope.where(H, "hour"), H.c.escalated)
-        .group_by(H.c.hour)
-        .order_by(H.c.hour.desc())
+        sa.select(H.c.bucket)
+        .where(*scope.between(H.c.bucket), *scope.filters(H), H.c.escalated)
+        .group_by(H.c.bucket)
+        .order_by(H.c.bucket.desc())
         .limit(limit)  # each of these hours holds at least one matching escalation
     )
     found: list[dict[str, Any]] = []

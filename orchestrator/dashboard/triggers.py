@@ -20,7 +20,7 @@ from orchestrator.dashboard.rollup import metadata
 from orchestrator.dashboard.rollup_sql import (
     SOURCE_COLUMNS,
     Dialect,
-    feedback_statement,
+    feedback_statements,
     ledger_statements,
 )
 from orchestrator.ledger.schema import ledger_table
@@ -52,7 +52,8 @@ def _sqlite_ddl() -> list[str]:
         f"CREATE TRIGGER {LEDGER_TRIGGER} AFTER INSERT ON ledger FOR EACH ROW "
         f"WHEN (SELECT max(rowid) FROM {PENDING}) >= {FOLD_ROWS} BEGIN\n{fold}END",
         f"CREATE TRIGGER {FEEDBACK_TRIGGER} AFTER INSERT ON feedback FOR EACH ROW BEGIN "
-        f"{feedback_statement(dialect, fresh)}; END",
+        + "".join(f"{s}; " for s in feedback_statements(dialect, fresh))
+        + "END",
     ]
 
 
@@ -61,7 +62,7 @@ def _pg_ddl() -> list[str]:
     ddl = []
     for name, table, body in (
         (LEDGER_TRIGGER, "ledger", ledger_statements(dialect, "new_rows")),
-        (FEEDBACK_TRIGGER, "feedback", [feedback_statement(dialect, "new_rows")]),
+        (FEEDBACK_TRIGGER, "feedback", feedback_statements(dialect, "new_rows")),
     ):
         statements = "".join(f"  {statement};\n" for statement in body)
         ddl.append(

@@ -149,8 +149,14 @@ def test_router_mix(client: TestClient) -> None:
     labels = [(x["label"], x["queries"], x["abstained"]) for x in r["labels"]]
     assert labels == [("math", 6, 0), ("code", 3, 1)]
     assert [x["share"] for x in r["labels"]] == pytest.approx([6 / 9, 3 / 9])
-    versions = [(v["router_version"], v["queries"], v["first_hour"]) for v in r["versions"]]
-    assert versions == [("v1", 5, "2025-03-01T01:00:00Z"), ("v2", 4, "2025-03-02T10:00:00Z")]
+    versions = [(v["router_version"], v["queries"], v["first_seen"]) for v in r["versions"]]
+    # all time reads whole days from the daily rollup: first seen on the day
+    assert versions == [("v1", 5, "2025-03-01T00:00:00Z"), ("v2", 4, "2025-03-02T00:00:00Z")]
+    since = get(client, "router", since="2025-03-01T01:30:00Z")["versions"]
+    assert [(v["first_seen"], v["last_seen"]) for v in since] == [
+        ("2025-03-01T01:00:00Z", "2025-03-01T03:00:00Z"),  # hours of the partial first day
+        ("2025-03-02T00:00:00Z", "2025-03-02T00:00:00Z"),  # then whole days
+    ]
 
 
 def test_confidence(client: TestClient) -> None:

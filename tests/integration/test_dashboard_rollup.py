@@ -18,10 +18,8 @@ from orchestrator.dashboard.rollup import (
     STAGES,
     TOP_K,
     confidence_bin,
-    confidence_table,
-    hourly_table,
     latency_bin,
-    latency_table,
+    metadata,
     top_table,
 )
 from orchestrator.dashboard.triggers import fold_pending, triggers_present
@@ -77,73 +75,77 @@ def random_rows(count: int, seed: int = 7) -> list[LedgerRow]:
     return rows
 
 
-def _hour(t: datetime) -> datetime:
-    return t.replace(minute=0, second=0, microsecond=0)
+def _floor(t: datetime, unit: str) -> datetime:
+    t = t.replace(minute=0, second=0, microsecond=0)
+    if unit == "hour":
+        return t
+    return t.replace(hour=0) if unit == "day" else t.replace(hour=0, day=1)
 
 
-def _day(t: datetime) -> datetime:
-    return t.replace(hour=0, minute=0, second=0, microsecond=0)
+def _key(r: LedgerRow) -> str:
+    return r.adapter or r.route or "base"
+
+
+def _add(
+    table: dict[tuple[Any, ...], list[float]], key: tuple[Any, ...], values: list[Any]
+) -> None:
+    table[key] = [
+        a + float(b)
+        for a, b in zip(table.setdefault(key, [0.0] * len(values)), values, strict=True)
+    ]
 
 
 def expected(rows: list[LedgerRow], feedback: dict[str, list[float]]) -> dict[str, Any]:
-    hourly: dict[tuple[Any, ...], list[float]] = defaultdict(lambda: [0.0] * 10)
-    conf: dict[tuple[Any, ...], list[float]] = defaultdict(lambda: [0.0] * 9)
-    lat: dict[tuple[Any, ...], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    want: dict[str, Any] = defaultdict(dict)
     tops: dict[tuple[Any, ...], list[float]] = defaultdict(list)
     for r in rows:
-        group = (r.tenant, r.route or "", r.adapter or "")
-        key = (
-            _hour(r.created_at),
-            *group,
-            r.router_version or "",
-            r.status,
-            r.escalated,
-            r.escalation_reason or "",
-        )
-        values: list[Any] = [
+        counts: list[Any] = [
             1, r.confidence is not None, r.cost_usd, r.baseline_cost_usd, r.cost_small_usd,
             r.cost_large_usd, r.small_prompt_tokens, r.small_completion_tokens,
             r.large_prompt_tokens, r.large_completion_tokens,
         ]  # fmt: skip
-        hourly[key] = [a + float(b) for a, b in zip(hourly[key], values, strict=True)]
-        day = _day(r.created_at)
+        labels = (r.tenant, r.route or "", r.adapter or "", r.router_version or "", r.status)
+        for name, unit in (("dash_hourly", "hour"), ("dash_daily", "day")):
+            key: tuple[Any, ...] = (_floor(r.created_at, unit), *labels, r.escalated)
+            _add(want[name], (*key, r.escalation_reason or ""), counts)
         if r.confidence is not None and r.confidence_signal != "difficulty":
             scores = feedback.get(r.query_id, [])
             fb = (
-                [0, 0.0, len(scores), sum(scores)]
+                [0, 0, len(scores), sum(scores)]
                 if r.escalated
-                else [len(scores), sum(scores), 0, 0.0]
+                else [len(scores), sum(scores), 0, 0]
             )
             values = [1, r.escalated, r.cost_usd, r.cost_small_usd, r.baseline_cost_usd, *fb]
-            ckey = (day, *group, confidence_bin(r.confidence))
-            conf[ckey] = [a + float(b) for a, b in zip(conf[ckey], values, strict=True)]
+            for name, unit in (("dash_confidence", "day"), ("dash_confidence_monthly", "month")):
+                bin_index = confidence_bin(r.confidence)
+                _add(want[name], (_floor(r.created_at, unit), r.tenant, _key(r), bin_index), values)
         for stage in STAGES:
             ms = getattr(r, f"latency_{stage}_ms")
             if ms is not None:
-                cell = lat[(day, *group, stage, latency_bin(ms))]
-                cell[0], cell[1] = cell[0] + 1, cell[1] + ms
-        tops[(day, *group)].append(float(r.cost_usd))
-    top = {k: sorted(v, reverse=True)[:TOP_K] for k, v in tops.items()}
-    return {"hourly": dict(hourly), "confidence": dict(conf), "latency": dict(lat), "top": top}
+                for name, unit in (("dash_latency", "day"), ("dash_latency_monthly", "month")):
+                    bucket = _floor(r.created_at, unit)
+                    _add(want[name], (bucket, r.tenant, _key(r), stage, latency_bin(ms)), [1, ms])
+        tops[(_floor(r.created_at, "day"), r.tenant, _key(r))].append(float(r.cost_usd))
+    want["dash_top"] = {k: sorted(v, reverse=True)[:TOP_K] for k, v in tops.items()}
+    return dict(want)
 
 
 def stored(engine: sa.Engine) -> dict[str, Any]:
-    def table(t: sa.Table, keys: int) -> dict[tuple[Any, ...], list[float]]:
-        with engine.connect() as c:
-            return {
-                tuple(row[:keys]): [float(v) for v in row[keys:]] for row in c.execute(sa.select(t))
-            }
-
-    top: dict[tuple[Any, ...], list[float]] = defaultdict(list)
+    got: dict[str, Any] = {}
     with engine.connect() as c:
+        for table in metadata.sorted_tables:
+            if table.name == "dash_top":
+                continue
+            keys = len(table.primary_key.columns)
+            got[table.name] = {
+                tuple(row[:keys]): [float(v) for v in row[keys:]]
+                for row in c.execute(sa.select(table))
+            }
+        top: dict[tuple[Any, ...], list[float]] = defaultdict(list)
         for row in c.execute(sa.select(top_table)):
-            top[tuple(row[:4])].append(float(row.cost_usd))
-    return {
-        "hourly": table(hourly_table, 8),
-        "confidence": table(confidence_table, 5),
-        "latency": table(latency_table, 6),
-        "top": {k: sorted(v, reverse=True) for k, v in top.items()},
-    }
+            top[tuple(row[:3])].append(float(row.cost_usd))
+    got["dash_top"] = {k: sorted(v, reverse=True) for k, v in top.items()}
+    return got
 
 
 def assert_same(actual: dict[Any, list[float]], wanted: dict[Any, list[float]]) -> None:
@@ -182,5 +184,6 @@ def test_rollups_match_the_rows(ledger_url: str) -> None:
     fold_pending(engine)
     want, got = expected(rows, feedback), stored(engine)
     engine.dispose()
-    for name in ("hourly", "confidence", "latency", "top"):
-        assert_same(got[name], want[name])
+    assert set(got) == set(want) and len(got) == 7
+    for name, table in want.items():
+        assert_same(got[name], table)

@@ -7,9 +7,11 @@ import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+import sqlalchemy as sa
 
 from cascade.policy import CascadePolicy, RoutePolicy
 from orchestrator.dashboard.histogram import percentile, percentiles
+from orchestrator.dashboard.levels import pieces
 from orchestrator.dashboard.rollup import (
     LATENCY_EDGES,
     confidence_bin,
@@ -17,7 +19,7 @@ from orchestrator.dashboard.rollup import (
     latency_bin_bounds,
 )
 from orchestrator.dashboard.rollup_sql import Dialect
-from orchestrator.dashboard.scope import DAY, HOUR, Scope
+from orchestrator.dashboard.scope import Scope
 from orchestrator.dashboard.source import threshold_lookup
 from orchestrator.dashboard.whatif import Fixed, RouteBins, project, threshold_bin
 from orchestrator.errors import InvalidRequest
@@ -109,15 +111,15 @@ def test_scope_snaps_outward_and_reads_naive_times_as_utc() -> None:
         None,
     )
     assert scope.since == datetime(2025, 1, 1, 10, 30, tzinfo=UTC)
-    hourly = scope.snapped(HOUR)
+    hourly = scope.snapped("hour")
     assert (hourly.since, hourly.until) == (
         datetime(2025, 1, 1, 10, tzinfo=UTC),
         datetime(2025, 1, 2, 1, tzinfo=UTC),
     )
-    daily = scope.snapped(DAY)
+    daily = scope.snapped("day")
     assert (daily.since, daily.until) == (
         datetime(2025, 1, 1, tzinfo=UTC),
-        datetime(2025, 1, 2, tzinfo=UTC) + DAY,
+        datetime(2025, 1, 3, tzinfo=UTC),
     )
     with pytest.raises(InvalidRequest):
         Scope.parse(datetime(2025, 1, 2), datetime(2025, 1, 1), None, None)
@@ -132,3 +134,25 @@ def test_threshold_lookup() -> None:
     mapping = threshold_lookup(lambda: {"math": 0.6, "*": 0.4})
     assert (mapping("math"), mapping("other")) == (0.6, 0.4)
     assert threshold_lookup({"math": 0.6})("other") is None
+
+
+def test_pieces_read_whole_coarse_buckets_and_fine_ends() -> None:
+    fine, coarse = sa.Table("fine", sa.MetaData()), sa.Table("coarse", sa.MetaData())
+    levels = ((fine, "hour"), (coarse, "day"))
+    at = lambda d, h=0: datetime(2025, 1, d, h, tzinfo=UTC)  # noqa: E731
+    split = [(p.table.name, p.since, p.until) for p in pieces(levels, at(1, 5), at(4, 7))]
+    assert split == [("coarse", at(2), at(4)), ("fine", at(1, 5), at(2)), ("fine", at(4), at(4, 7))]
+    inside_a_day = pieces(levels, at(1, 5), at(1, 9))
+    assert [(p.table.name, p.since, p.until) for p in inside_a_day] == [
+        ("fine", at(1, 5), at(1, 9))
+    ]
+    open_ended = [(p.table.name, p.since, p.until) for p in pieces(levels, None, at(3, 2))]
+    assert open_ended == [("coarse", None, at(3)), ("fine", at(3), at(3, 2))]
+    assert [(p.table.name, p.since, p.until) for p in pieces(levels, None, None)] == [
+        ("coarse", None, None)
+    ]
+    months = pieces(((fine, "day"), (coarse, "month")), datetime(2025, 1, 20, tzinfo=UTC), None)
+    assert [(p.table.name, p.since) for p in months] == [
+        ("coarse", datetime(2025, 2, 1, tzinfo=UTC)),
+        ("fine", datetime(2025, 1, 20, tzinfo=UTC)),
+    ]
