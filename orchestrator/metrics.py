@@ -73,7 +73,7 @@ class SpillwayMetrics:
         )  # fmt: skip
         self.escalations = Counter(
             "spillway_escalations", "Queries escalated to the large model, by reason.",
-            ["route", "reason"], registry=r,
+            ["tenant", "route", "reason"], registry=r,
         )  # fmt: skip
         self.cost = Counter(
             "spillway_cost_usd", "Money spent on model attempts (USD).",
@@ -108,7 +108,7 @@ class SpillwayMetrics:
             str(row.http_status),
         ).inc()  # fmt: skip
         if row.escalated:
-            self.escalations.labels(route, row.escalation_reason or "unknown").inc()
+            self.escalations.labels(row.tenant, route, row.escalation_reason or "unknown").inc()
         self.cost.labels(row.tenant, route, "small").inc(float(row.cost_small_usd))
         self.cost.labels(row.tenant, route, "large").inc(float(row.cost_large_usd))
         self.baseline.labels(row.tenant, route).inc(float(row.baseline_cost_usd))
