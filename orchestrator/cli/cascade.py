@@ -196,7 +196,7 @@ def cascade() -> None:
     """Evaluate and calibrate the cascade on outcome data, and build outcome files."""
 
 
-@cascade.command("eval")
+@cascade.command("eval", short_help="APGR, CPT and savings of a score on outcome data.")
 @click.option(
     "--outcomes",
     "outcomes_path",
@@ -286,7 +286,7 @@ def _read_structured(path: Path) -> Any:
         raise click.ClickException(f"{path}: cannot read ({exc})") from None
 
 
-@cascade.command("calibrate")
+@cascade.command("calibrate", short_help="Write thresholds that meet a target.")
 @click.option(
     "--outcomes",
     "outcomes_path",
@@ -433,7 +433,7 @@ def _read_mmlu_pro(directory: Path) -> tuple[list[dict[str, Any]], list[Any], li
     return questions, tables[0], tables[1]
 
 
-@cascade.command("outcomes")
+@cascade.command("outcomes", short_help="Build an outcome file from MMLU-Pro results.")
 @click.option(
     "--from-mmlu-pro",
     "mmlu_dir",
