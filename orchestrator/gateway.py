@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -22,8 +23,11 @@ from orchestrator.errors import (
     from_validation_error,
 )
 from orchestrator.ledger import Ledger, LedgerRow
+from orchestrator.metrics import observe_query
 from orchestrator.protocol import ChatCompletionRequest
 from orchestrator.service import QueryService, QueryTrace
+
+log = logging.getLogger("spillway.gateway")
 
 
 class Gateway:
@@ -56,8 +60,15 @@ class Gateway:
 
     # ----- ledger -------------------------------------------------------------------------------
     def record(self, trace: QueryTrace, *, status: int, error: SpillwayError | None = None) -> None:
-        """Write the query's one ledger row. Never raises into the request path."""
-        self.ledger.record(ledger_row(trace, status=status, error=error))
+        """Write the query's one ledger row and count it in the metrics.
+
+        Never raises into the request path."""
+        row = ledger_row(trace, status=status, error=error)
+        self.ledger.record(row)
+        try:
+            observe_query(row)
+        except Exception:  # metrics must never fail a query
+            log.exception("could not update metrics for %s", trace.query_id)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from orchestrator.dashboard import dashboard_router
 from orchestrator.errors import (
     GatewayTimeout,
     InvalidRequest,
@@ -30,6 +31,7 @@ from orchestrator.llm import (
     StreamDelta,
     UnknownAdapterError,
 )
+from orchestrator.metrics import observe_ledger, render_metrics
 from orchestrator.protocol import AUTO_MODEL, ChatCompletionRequest, chunk_body, completion_body
 from orchestrator.service import Backends, QueryTrace, new_query_id
 
@@ -71,6 +73,19 @@ def create_app(gateway: Gateway) -> FastAPI:
     @app.exception_handler(SpillwayError)
     async def _spillway_error(_: Request, exc: SpillwayError) -> JSONResponse:
         return error_response(exc)
+
+    app.include_router(
+        dashboard_router(
+            gateway.config.ledger.url, authorize=gateway.authenticate, policy=gateway.config.cascade
+        )
+    )
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        """Prometheus exposition (no key: scrapers run inside the cluster's network)."""
+        observe_ledger(gateway.ledger.stats)
+        body, content_type = render_metrics()
+        return Response(body, media_type=content_type)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
