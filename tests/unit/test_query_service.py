@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -12,84 +10,9 @@ import pytest
 
 from orchestrator.config import validate_config_dict
 from orchestrator.errors import InvalidRequest, NotFound
-from orchestrator.llm import GenerationRequest, GenerationResult, StreamDelta
 from orchestrator.protocol import ChatCompletionRequest
-from orchestrator.service import Backends, QueryService, QueryTrace
-
-CONFIG = {
-    "tenants": [{"name": "t", "api_keys": ["k"]}],
-    "router": {
-        "artifact": "/r",
-        "min_probability": 0.5,
-        "adapters": {"legal": "legal", "general": None},
-    },
-    "small": {
-        "engine": {"model": "/m/small", "served_name": "small", "adapters": {"legal": "/a/legal"}},
-        "price": {"input_per_million": "1", "output_per_million": "2"},
-    },
-    "large": {
-        "engine": {"model": "/m/large", "served_name": "large"},
-        "price": {"input_per_million": "10", "output_per_million": "20"},
-    },
-    "cascade": {
-        "default": {"signal": "mean_prob", "threshold": 0.5},
-        "routes": {"legal": {"signal": "mean_prob", "threshold": 0.9}},
-    },
-    "limits": {"max_tokens_limit": 100, "default_max_tokens": 10},
-}
-
-
-class FakeModels:
-    """Small answers with a fixed per-token probability; large always answers 'big'."""
-
-    def __init__(self, small_prob: float, route: dict[str, Any]):
-        self.small_prob = small_prob
-        self.route_result = route
-        self.calls: list[tuple[str, GenerationRequest]] = []
-
-    async def route(self, text: str) -> dict[str, Any]:
-        return self.route_result
-
-    def _result(self, which: str, request: GenerationRequest) -> GenerationResult:
-        self.calls.append((which, request))
-        prob = self.small_prob if which == "small" else 0.99
-        model = request.adapter or which
-        return GenerationResult(
-            text=f"{which} says",
-            token_ids=[1, 2, 3],
-            token_logprobs=[math.log(prob)] * 3,
-            prompt_tokens=100,
-            completion_tokens=3,
-            finish_reason="stop",
-            model=model,
-        )
-
-    async def small_generate(self, request: GenerationRequest) -> GenerationResult:
-        return self._result("small", request)
-
-    async def large_generate(self, request: GenerationRequest) -> GenerationResult:
-        return self._result("large", request)
-
-    async def _stream(self, which: str, request: GenerationRequest) -> AsyncIterator[StreamDelta]:
-        result = self._result(which, request)
-        for i, word in enumerate(["a", "b", "c"]):
-            last = i == 2
-            yield StreamDelta(
-                text=word,
-                token_logprobs=[result.token_logprobs[i]],
-                finish_reason="stop" if last else None,
-                prompt_tokens=100,
-                completion_tokens=i + 1,
-            )
-
-    def backends(self) -> Backends:
-        return Backends(
-            self.route,
-            self.small_generate,
-            lambda r: self._stream("small", r),
-            self.large_generate,
-            lambda r: self._stream("large", r),
-        )
+from orchestrator.service import QueryService, QueryTrace
+from tests.fakes import CONFIG, FakeModels
 
 
 def _service(models: FakeModels) -> QueryService:
