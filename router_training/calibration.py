@@ -44,10 +44,14 @@ _SPEC = re.compile(r"^\s*(oos_recall|accepted_accuracy|abstain_rate|fixed)\s*(>=
 
 def parse_abstain_target(spec: str, *, has_out_of_scope: bool) -> AbstainTarget:
     """Parse ``oos_recall>=0.8``, ``accepted_accuracy>=0.95``, ``abstain_rate<=0.05``,
-    ``fixed=0.5``, ``none`` or ``auto`` (out-of-scope rows present: ``oos_recall>=0.8``,
-    otherwise ``abstain_rate<=0.02``)."""
+    ``fixed=0.5``, ``none`` or ``auto`` (= ``abstain_rate<=0.02``).
+
+    ``auto`` does not target out-of-scope recall even when out-of-scope rows exist: a held-out
+    split has few of them (10 in CLINC150's train), so the threshold for an oos_recall target
+    swings with the split (0.745 vs 0.514 for TF-IDF, split seeds 0 and 1) while the in-scope
+    abstain rate is estimated from every in-scope row (0.651 vs 0.556)."""
     if spec == "auto":
-        spec = "oos_recall>=0.8" if has_out_of_scope else "abstain_rate<=0.02"
+        spec = "abstain_rate<=0.02"
     if spec == "none":
         return AbstainTarget(metric="none", value=0.0)
     match = _SPEC.match(spec)

@@ -181,7 +181,9 @@ def _is_csv(path: Path, text: str) -> bool:
 def _jsonl_rows(
     path: Path, text: str, text_field: str, label_field: str
 ) -> Iterator[tuple[int, dict[str, object]]]:
-    for line, content in enumerate(text.splitlines(), start=1):
+    # split on "\n" only: str.splitlines() also splits on U+2028 and friends, which JSON
+    # strings may contain unescaped
+    for line, content in enumerate(text.split("\n"), start=1):
         if not content.strip():
             continue
         try:

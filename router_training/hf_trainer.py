@@ -28,7 +28,7 @@ def run_trainer(
 ) -> dict[str, Any]:
     """Train ``model`` in place (ending with its best-validation weights); return a history."""
     import torch
-    from transformers import Trainer, TrainerCallback, TrainingArguments
+    from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
     weights = torch.tensor(class_weights)
 
@@ -84,6 +84,7 @@ def run_trainer(
         compute_metrics=_macro_f1,
         callbacks=[keep],
     )
+    trainer.remove_callback(PrinterCallback)  # prints log dicts to stdout without --progress
     trainer.train()
     if keep.state is not None:
         model.load_state_dict(keep.state)

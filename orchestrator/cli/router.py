@@ -52,6 +52,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
 @click.option("--epochs", type=int, help="Maximum epochs (default: the model kind's).")
 @click.option("--seed", default=0, show_default=True, help="Random seed (training is repeatable).")
 @click.option("--max-length", default=64, show_default=True, help="Tokens kept per query.")
+@click.option("--keep-layers", type=int, help="Keep only the first N layers of --base-model.")
 @click.option("--baseline", type=click.Choice(["tfidf"]), help="Train the TF-IDF + LR baseline.")
 @click.option(
     "--runtime",
@@ -70,8 +71,8 @@ def _user_errors() -> tuple[type[Exception], ...]:
     "--abstain-target",
     default="auto",
     show_default=True,
-    help="e.g. 'oos_recall>=0.8', 'accepted_accuracy>=0.95', 'abstain_rate<=0.02', "
-    "'fixed=0.5', 'none'.",
+    help="'auto' (= 'abstain_rate<=0.02'), 'oos_recall>=0.8', 'accepted_accuracy>=0.95', "
+    "'abstain_rate<=0.05', 'fixed=0.5' or 'none'.",
 )
 @click.option("--mlflow", "mlflow_uri", help="Log params, metrics and the artifact to MLflow.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -86,6 +87,7 @@ def train(**kwargs: Any) -> None:
         "base_model": kwargs["base_model"],
         "teacher": kwargs["teacher"],
         "max_length": kwargs["max_length"],
+        "keep_layers": kwargs["keep_layers"],
         "runtime": kwargs["runtime"],
         "out_of_scope_label": None if oos == "none" else oos,
         "abstain_target": kwargs["abstain_target"],
@@ -106,9 +108,7 @@ def train(**kwargs: Any) -> None:
     except _user_errors() as error:
         _fail(error)
     if kwargs["mlflow_uri"]:
-        from router_training.tracking import log_to_mlflow
-
-        log_to_mlflow(kwargs["mlflow_uri"], "train", report.artifact, report.metrics)
+        _log_mlflow(kwargs["mlflow_uri"], "train", report.artifact, report.metrics)
     if kwargs["as_json"]:
         click.echo(report.model_dump_json(indent=2))
         return
@@ -143,9 +143,7 @@ def evaluate(**kwargs: Any) -> None:
     except _user_errors() as error:
         _fail(error)
     if kwargs["mlflow_uri"]:
-        from router_training.tracking import log_to_mlflow
-
-        log_to_mlflow(kwargs["mlflow_uri"], "eval", kwargs["model"], metrics)
+        _log_mlflow(kwargs["mlflow_uri"], "eval", kwargs["model"], metrics)
     if kwargs["as_json"]:
         click.echo(json.dumps(metrics, indent=2))
         return
@@ -184,6 +182,16 @@ def predict(model: Path, as_json: bool, texts: tuple[str, ...]) -> None:
             f"(runner-up {prediction.runner_up} {prediction.runner_up_probability:.3f}){note}"
             f"  {text}"
         )
+
+
+def _log_mlflow(uri: str, stage: str, artifact: Path, metrics: dict[str, Any]) -> None:
+    from router_training.tracking import log_to_mlflow
+
+    try:
+        run_id = log_to_mlflow(uri, stage, artifact, metrics)
+    except RuntimeError as error:
+        _fail(error)
+    click.echo(f"logged to MLflow {uri}: run {run_id}", err=True)
 
 
 def _echo_summary(metrics: dict[str, Any]) -> None:

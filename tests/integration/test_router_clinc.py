@@ -44,7 +44,7 @@ def clinc_slice(source: Path, out: Path, per_label: int, seed: int = 0) -> Path:
 def clinc(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("clinc")
     return {
-        "train": clinc_slice(shared_data / "clinc150" / "train.jsonl", base / "train.jsonl", 120),
+        "train": clinc_slice(shared_data / "clinc150" / "train.jsonl", base / "train.jsonl", 100),
         "val": clinc_slice(shared_data / "clinc150" / "val.jsonl", base / "val.jsonl", 40),
     }
 
@@ -52,14 +52,14 @@ def clinc(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
 def run_cli(*args: str) -> str:
     result = CliRunner().invoke(router, list(args), catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return result.output
+    return result.stdout
 
 
 @pytest.mark.parametrize("kind", ["bert", "tfidf"])
 def test_train_then_eval_json(kind: str, clinc: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / kind
     args = ["train", "--data", str(clinc["train"]), "--out", str(out), "--no-progress"]
-    args += ["--baseline", "tfidf"] if kind == "tfidf" else ["--epochs", "12", "--max-length", "32"]
+    args += ["--baseline", "tfidf"] if kind == "tfidf" else ["--epochs", "10", "--max-length", "32"]
     report = json.loads(run_cli(*args, "--json"))
     assert report["kind"] == kind
     assert "holding out" in report["validation"]

@@ -130,3 +130,15 @@ def test_out_of_scope_auto_detection() -> None:
     assert find_out_of_scope_label(["a", "b"], None) is None
     with pytest.raises(ValueError, match="not among"):
         find_out_of_scope_label(["a", "b"], "oos")
+
+
+def test_unicode_line_separators_inside_json_strings(tmp_path: Path) -> None:
+    path = tmp_path / "u.jsonl"
+    path.write_text(
+        json.dumps({"text": "a\u2028b", "label": "x"}, ensure_ascii=False)
+        + "\n"
+        + json.dumps({"text": "c\x85d", "label": "y"}, ensure_ascii=False)
+        + "\n",
+        encoding="utf-8",
+    )
+    assert read_labelled(path).labels == ["x", "y"]
