@@ -1,0 +1,444 @@
+"""The remote LLM backend: ``LLMDeployment``'s surface over an OpenAI-compatible server.
+
+For teams that already run their models (an existing vLLM server, or any server speaking
+OpenAI's ``/v1/chat/completions`` with ``logprobs``): Spillway routes, cascades and meters;
+the server generates. The adapter name is the remote model name, as with vLLM's
+``--lora-modules name=path``. The cascade needs each sampled token's logprob, so requests ask
+for ``logprobs: true, top_logprobs: 0``; a server that returns none is an error.
+
+Errors: the server's 4xx answers about the request become ``LLMRequestError`` subclasses
+(clients get a 400/404); everything else (unreachable, 5xx, bad key, malformed answers) is a
+``RemoteLLMError`` and a read timeout is a ``RemoteTimeoutError`` (also a ``TimeoutError``).
+Connect errors, 429 and 5xx are retried with exponential backoff, for streams only before the
+first byte arrives: nothing has reached the caller then.
+
+Unlike ``LLMDeployment`` this backend does not count prompt tokens (it has no tokenizer);
+a prompt alone longer than the server's context is the server's 400, which becomes
+``PromptTooLongError``. vLLM shortens ``max_tokens`` to the context left after the prompt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from orchestrator.llm import (
+    ChatMessage,
+    GenerationRequest,
+    GenerationResult,
+    LLMRequestError,
+    PromptTooLongError,
+    StreamDelta,
+    UnknownAdapterError,
+)
+
+__all__ = ["RemoteLLMConfig", "RemoteLLMDeployment", "RemoteLLMError", "RemoteTimeoutError"]
+
+logger = logging.getLogger(__name__)
+
+_RETRY_TRANSPORT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError)
+_CONTEXT_HINTS = ("context length", "context window", "maximum context", "too many tokens")
+
+
+class RemoteLLMConfig(BaseModel):
+    """How to reach one model on an OpenAI-compatible server. Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(
+        description="The server's OpenAI API root, ending in /v1, e.g. http://vllm-small:8000/v1."
+    )
+    served_name: str = Field(min_length=1, description="Remote model name of the base model.")
+    adapters: list[str] = Field(
+        default_factory=list,
+        description="Adapters the server serves as model names (vLLM: --lora-modules NAME=PATH).",
+    )
+    api_key_env: str | None = Field(
+        None, description="Environment variable holding the server's API key; None: no key."
+    )
+    timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="Longest wait for the server's next bytes (a whole answer "
+        "when not streaming), in seconds.",
+    )
+    connect_timeout_s: float = Field(5.0, gt=0, description="Connection timeout, in seconds.")
+    max_retries: int = Field(
+        2, ge=0, description="Retries after connect errors, 429 and 5xx (streams: before data)."
+    )
+    retry_backoff_s: float = Field(
+        0.5, ge=0, description="First retry delay in seconds; doubles per retry, with jitter."
+    )
+    max_connections: int = Field(64, ge=1, description="Open connections to the server, max.")
+    max_model_len: int | None = Field(
+        None, ge=16, description="The server's context length, for describe(); None: unknown."
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url {url!r} must start with http:// or https://")
+        return url.rstrip("/")
+
+    @model_validator(mode="after")
+    def _names(self) -> RemoteLLMConfig:
+        if any(not name.strip() for name in self.adapters):
+            raise ValueError("adapter names must be non-empty")
+        if len(set(self.adapters)) != len(self.adapters):
+            raise ValueError("adapter names must be unique")
+        if self.served_name in self.adapters:
+            raise ValueError(f"adapter {self.served_name!r} equals served_name: rename it")
+        return self
+
+
+class RemoteLLMError(Exception):
+    """The remote server failed or could not be used; not the client's fault (a 503)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message, self.status = message, status
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable across Ray handles
+        return (type(self), (self.message, self.status))
+
+
+class RemoteTimeoutError(RemoteLLMError, TimeoutError):
+    """The server sent nothing for ``timeout_s`` (the ingress answers 504)."""
+
+
+class RemoteLLMDeployment:
+    """``generate``/``stream``/``describe``/``check_health``/``shutdown`` over HTTP.
+
+    ``client`` is the I/O seam (tests pass one over ``httpx.MockTransport``); it is used with
+    absolute URLs, so it needs no ``base_url``. A passed client is the caller's to close.
+    """
+
+    def __init__(
+        self, config: RemoteLLMConfig | dict[str, Any], client: httpx.AsyncClient | None = None
+    ) -> None:
+        self.config = RemoteLLMConfig.model_validate(config)
+        self._headers = _auth_headers(self.config.api_key_env)
+        self._timeout = httpx.Timeout(self.config.timeout_s, connect=self.config.connect_timeout_s)
+        self._owns_client = client is None
+        limits = httpx.Limits(max_connections=self.config.max_connections)
+        self._client: httpx.AsyncClient | None = client or httpx.AsyncClient(limits=limits)
+        self._closing: asyncio.Task[None] | None = None
+
+    # -- requests ---------------------------------------------------------------------------
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        body = self._body(request, stream=False)
+        async with self._response(body, request) as response:
+            with self._translated():
+                await response.aread()
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise RemoteLLMError(f"{self._where()}: the answer is not JSON") from exc
+        return _result(data, self._model_name(request))
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamDelta]:
+        body = self._body(request, stream=True)
+        async with self._response(body, request) as response:
+            with self._translated():
+                async for delta in _deltas(response.aiter_lines(), self._model_name(request)):
+                    yield delta
+
+    def _model_name(self, request: GenerationRequest) -> str:
+        return request.adapter or self.config.served_name
+
+    def _body(self, request: GenerationRequest, *, stream: bool) -> dict[str, Any]:
+        """The chat-completion body; raises UnknownAdapterError before any I/O."""
+        name = self._model_name(request)
+        if name != self.config.served_name and name not in self.config.adapters:
+            known = [self.config.served_name, *self.config.adapters]
+            raise UnknownAdapterError(f"unknown model {name!r}; known: {known}")
+        limit = self.config.max_model_len
+        if limit is not None and request.max_tokens >= limit:
+            raise PromptTooLongError(
+                f"max_tokens={request.max_tokens} leaves no room for a prompt in the model's "
+                f"{limit} tokens: lower max_tokens"
+            )
+        body: dict[str, Any] = {
+            "model": name,
+            "messages": [_message(m) for m in request.messages],
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "logprobs": True,
+            "top_logprobs": 0,
+        }
+        if request.stop:
+            body["stop"] = request.stop
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if stream:
+            body |= {"stream": True, "stream_options": {"include_usage": True}}
+        return body
+
+    def _request(self, body: dict[str, Any], request: GenerationRequest) -> httpx.Request:
+        headers = dict(self._headers)
+        if request.request_id:
+            headers["X-Request-Id"] = request.request_id  # vLLM logs it: one id end to end
+        url = f"{self.config.base_url}/chat/completions"
+        return self._live().build_request(
+            "POST", url, json=body, headers=headers, timeout=self._timeout
+        )
+
+    @asynccontextmanager
+    async def _response(
+        self, body: dict[str, Any], request: GenerationRequest
+    ) -> AsyncIterator[httpx.Response]:
+        """A 200 response with its body unread; retries while nothing has been received."""
+        for attempt in range(self.config.max_retries + 1):
+            retry = attempt < self.config.max_retries
+            try:
+                response = await self._live().send(self._request(body, request), stream=True)
+            except httpx.HTTPError as exc:  # read/write/pool timeouts: the time is spent
+                if not (retry and isinstance(exc, _RETRY_TRANSPORT)):
+                    raise self._translate(exc) from exc
+                await self._backoff(attempt, repr(exc))
+                continue
+            if response.status_code == 200:
+                break
+            await response.aread()
+            await response.aclose()
+            if not (retry and _retryable(response.status_code)):
+                raise self._error_for(response, body["model"])
+            await self._backoff(attempt, f"status {response.status_code}")
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """httpx errors while reading an answer, as this module's errors."""
+        try:
+            yield
+        except httpx.HTTPError as exc:
+            raise self._translate(exc) from exc
+
+    def _translate(self, exc: httpx.HTTPError) -> RemoteLLMError:
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            return RemoteLLMError(f"{self._where()} is unreachable: {exc!r}")
+        if isinstance(exc, httpx.TimeoutException):
+            return RemoteTimeoutError(f"{self._where()} sent nothing for {self.config.timeout_s} s")
+        return RemoteLLMError(f"{self._where()}: the connection broke: {exc!r}")
+
+    async def _backoff(self, attempt: int, why: str) -> None:
+        delay = self.config.retry_backoff_s * (2**attempt) * random.uniform(0.5, 1.0)
+        logger.warning("%s: %s; retry %d in %.2f s", self._where(), why, attempt + 1, delay)
+        await asyncio.sleep(delay)
+
+    def _error_for(self, response: httpx.Response, model: str) -> Exception:
+        status = response.status_code
+        message, param, code = _error_fields(response)
+        if status == 404 and model != self.config.served_name and "model" in f"{param}{message}":
+            return UnknownAdapterError(f"{self._where()} does not serve {model!r}: {message}")
+        if status == 400 and _is_context_error(message, code):
+            return PromptTooLongError(message)
+        if status in (400, 413, 422):
+            return LLMRequestError(message, param if isinstance(param, str) else None)
+        if status in (401, 403):
+            key = f"the key in ${self.config.api_key_env}" if self.config.api_key_env else "no key"
+            return RemoteLLMError(f"{self._where()} refused {key} ({status})", status)
+        return RemoteLLMError(f"{self._where()} answered {status}: {message}", status)
+
+    def _where(self) -> str:
+        return f"remote model server {_redacted(self.config.base_url)}"
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "served_name": self.config.served_name,
+            "adapters": list(self.config.adapters),
+            "max_model_len": self.config.max_model_len,
+            "backend": "remote",
+            "base_url": _redacted(self.config.base_url),
+        }
+
+    async def check_health(self) -> None:
+        """Raises unless the server answers ``GET /models`` listing ``served_name``.
+
+        Missing adapters are only logged: a vLLM server may load adapters on first use."""
+        url = f"{self.config.base_url}/models"
+        with self._translated():
+            response = await self._live().get(url, headers=self._headers, timeout=self._timeout)
+        if response.status_code != 200:
+            raise self._error_for(response, self.config.served_name)
+        served = {m.get("id") for m in _json(response).get("data") or [] if isinstance(m, dict)}
+        if self.config.served_name not in served:
+            raise RemoteLLMError(f"{self._where()} does not serve {self.config.served_name!r}")
+        missing = sorted(set(self.config.adapters) - served)
+        if missing:
+            logger.warning("%s does not list adapters %s (yet)", self._where(), missing)
+
+    def _live(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise RuntimeError("this remote LLM deployment has been shut down")
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the client (if this deployment created it)."""
+        client, self._client = self._client, None
+        if client is not None and self._owns_client:
+            await client.aclose()
+
+    def shutdown(self) -> None:
+        """Stop using the server and close the client's connections. Safe to call twice."""
+        client, self._client = getattr(self, "_client", None), None
+        if client is None or not getattr(self, "_owns_client", False):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None:  # inside the replica's loop: close in the background
+            self._closing = loop.create_task(client.aclose())
+            return
+        try:
+            asyncio.run(client.aclose())
+        except Exception as exc:  # connections of a loop that is gone: nothing left to free
+            logger.debug("closing the HTTP client: %r", exc)
+
+    def __del__(self) -> None:
+        self.shutdown()
+
+
+def _auth_headers(api_key_env: str | None) -> dict[str, str]:
+    if api_key_env is None:
+        return {}
+    key = os.environ.get(api_key_env)
+    if not key:
+        raise ValueError(
+            f"api_key_env is {api_key_env!r} but that environment variable is empty or unset: "
+            "set it in the replica's environment (runtime_env or the pod's env)"
+        )
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _message(message: ChatMessage | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(message, ChatMessage):
+        return {"role": message.role, "content": message.content}
+    return dict(message)
+
+
+def _retryable(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
+def _redacted(url: str) -> str:
+    """The URL without user:password@, if any."""
+    parsed = httpx.URL(url)
+    return str(parsed.copy_with(username=None, password=None)) if parsed.userinfo else url
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _error_fields(response: httpx.Response) -> tuple[str, Any, Any]:
+    """(message, param, code) from OpenAI's ``{"error": {...}}`` or a flat error object."""
+    data = _json(response)
+    nested = data.get("error")
+    error: dict[str, Any] = nested if isinstance(nested, dict) else data
+    message = error.get("message") or response.text[:500] or response.reason_phrase
+    return str(message), error.get("param"), error.get("code")
+
+
+def _is_context_error(message: str, code: Any) -> bool:
+    return code == "context_length_exceeded" or any(h in message.lower() for h in _CONTEXT_HINTS)
+
+
+def _logprobs(choice: dict[str, Any]) -> list[float]:
+    content = (choice.get("logprobs") or {}).get("content") or []
+    return [float(item["logprob"]) for item in content]
+
+
+def _result(data: Any, model: str) -> GenerationResult:
+    try:
+        choice = data["choices"][0]
+        text = choice["message"].get("content") or ""
+        logprobs = _logprobs(choice)
+        usage = data.get("usage") or {}
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+        raise RemoteLLMError(f"unexpected chat completion from the remote server: {exc!r}") from exc
+    if not usage:
+        logger.warning("remote answer for %r carried no usage; prompt tokens unknown", model)
+    completion_tokens = int(usage.get("completion_tokens", len(logprobs)))
+    if completion_tokens and not logprobs:
+        raise RemoteLLMError("the remote server returned no logprobs (the cascade needs them)")
+    return GenerationResult(
+        text=text,
+        token_ids=[],
+        token_logprobs=logprobs,
+        prompt_tokens=int(usage.get("prompt_tokens", 0)),
+        completion_tokens=completion_tokens,
+        finish_reason=choice.get("finish_reason") or "stop",
+        model=model,
+    )
+
+
+async def _deltas(lines: AsyncIterator[str], model: str) -> AsyncIterator[StreamDelta]:
+    """StreamDeltas from SSE lines. The finishing delta is held until the usage event (it
+    carries the final counts); earlier deltas carry running completion counts only."""
+    produced, usage, held = 0, None, None
+    async for line in lines:
+        if not line.startswith("data:"):
+            continue
+        payload = line.removeprefix("data:").strip()
+        if payload == "[DONE]":
+            break
+        event = _event(payload)
+        usage = event.get("usage") or usage
+        for text, logprobs, finish in _choices(event.get("choices") or []):
+            produced += len(logprobs)
+            delta = StreamDelta(text, logprobs, finish, 0, produced)
+            if finish:
+                held = delta
+            elif text or logprobs:
+                yield delta
+    if held is None:
+        raise RemoteLLMError(f"the remote stream for {model!r} ended before the answer did")
+    if usage:
+        held.prompt_tokens = int(usage.get("prompt_tokens", 0))
+        held.completion_tokens = int(usage.get("completion_tokens", produced))
+    else:
+        logger.warning("remote stream for %r carried no usage; prompt tokens unknown", model)
+    yield held
+
+
+def _event(payload: str) -> dict[str, Any]:
+    try:
+        event = json.loads(payload)
+    except ValueError as exc:
+        raise RemoteLLMError(f"malformed event in the remote stream: {payload[:200]!r}") from exc
+    if not isinstance(event, dict):
+        raise RemoteLLMError(f"malformed event in the remote stream: {payload[:200]!r}")
+    if "error" in event:  # vLLM reports failures mid-stream as an event
+        error = event["error"] if isinstance(event["error"], dict) else {"message": event["error"]}
+        raise RemoteLLMError(f"the remote stream failed: {error.get('message')}")
+    return event
+
+
+def _choices(choices: Iterable[Any]) -> Iterable[tuple[str, list[float], str | None]]:
+    for choice in choices:
+        if isinstance(choice, dict) and choice.get("index", 0) == 0:
+            text = (choice.get("delta") or {}).get("content") or ""
+            yield text, _logprobs(choice), choice.get("finish_reason")
