@@ -274,8 +274,10 @@ class RemoteLLMDeployment:
 
         Missing adapters are only logged: a vLLM server may load adapters on first use."""
         url = f"{self.config.base_url}/models"
+        # A listing is instant: answer well within Serve's health_check_timeout_s.
+        timeout = httpx.Timeout(2 * self.config.connect_timeout_s)
         with self._translated():
-            response = await self._live().get(url, headers=self._headers, timeout=self._timeout)
+            response = await self._live().get(url, headers=self._headers, timeout=timeout)
         if response.status_code != 200:
             raise self._error_for(response, self.config.served_name)
         served = {m.get("id") for m in _json(response).get("data") or [] if isinstance(m, dict)}
