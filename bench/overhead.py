@@ -45,7 +45,7 @@ async def _direct(config: Any, n: int, adapters: list[str | None]) -> list[list[
     """One engine (AsyncLLM lives on one event loop), timed per adapter in turn."""
     from orchestrator.llm import LLMDeployment
 
-    deployment = LLMDeployment(config.small.engine)
+    deployment = LLMDeployment(config.small.engine)  # type: ignore[arg-type]
     try:
         return [await _time_direct(deployment, n, adapter) for adapter in adapters]
     finally:
@@ -110,7 +110,7 @@ def main() -> None:
     start(config, port=args.port)
     try:
         url, key = f"http://127.0.0.1:{args.port}", "sk-spillway-local"
-        small = config.small.engine.served_name
+        small = config.small.served_name
         results["spillway_base"] = _summary(_through_spillway(url, key, args.requests, small))
         results["spillway_legal"] = _summary(_through_spillway(url, key, args.requests, "legal"))
         results["spillway_auto"] = _summary(_through_spillway(url, key, args.requests, "auto"))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.config import SpillwayConfig
+from orchestrator.config import SpillwayConfig, load_config
+from orchestrator.settings import ModelSettings
 
 APP_NAME = "spillway"
 
@@ -18,42 +19,71 @@ def build_app(config: SpillwayConfig) -> Any:
     from ray import serve
 
     from orchestrator.ingress import SpillwayIngress
-    from orchestrator.llm import LLMDeployment
     from orchestrator.router import RouterDeployment
 
+    router_settings = config.router
     router = serve.deployment(  # type: ignore[attr-defined]
         RouterDeployment,
         name="Router",
-        ray_actor_options={"num_cpus": config.router.num_cpus},
-        user_config={"artifact_path": config.router.artifact},
+        ray_actor_options={"num_cpus": router_settings.num_cpus},
+        user_config={"artifact_path": router_settings.artifact},
+        **router_settings.replicas.serve_options(),
     ).bind(
-        config.router.artifact,
-        max_batch_size=config.router.max_batch_size,
-        batch_wait_timeout_s=config.router.batch_wait_timeout_s,
+        router_settings.artifact,
+        max_batch_size=router_settings.max_batch_size,
+        batch_wait_timeout_s=router_settings.batch_wait_timeout_s,
     )
-    small = _llm_deployment(serve, LLMDeployment, "SmallLLM", config.small.num_cpus).bind(
-        config.small.engine.model_dump(mode="json")
-    )
-    large = _llm_deployment(serve, LLMDeployment, "LargeLLM", config.large.num_cpus).bind(
-        config.large.engine.model_dump(mode="json")
-    )
+    small = _model_deployment(serve, "SmallLLM", config.small)
+    large = _model_deployment(serve, "LargeLLM", config.large)
     ingress: Any = serve.deployment(
         serve.ingress()(SpillwayIngress),
         name="Ingress",
-        num_replicas=config.server.ingress_replicas,
         ray_actor_options={"num_cpus": config.server.ingress_num_cpus},
         max_ongoing_requests=256,
+        **_ingress_scaling(config),
     )
     return ingress.bind(config.model_dump(mode="json"), router, small, large)
 
 
-def _llm_deployment(serve: Any, cls: type, name: str, num_cpus: float) -> Any:
-    return serve.deployment(
-        cls,
+def _ingress_scaling(config: SpillwayConfig) -> dict[str, Any]:
+    autoscaling = config.server.ingress_autoscaling
+    if autoscaling is not None:
+        return {"autoscaling_config": autoscaling.serve_options()}
+    return {"num_replicas": config.server.ingress_replicas}
+
+
+def _model_deployment(serve: Any, name: str, model: ModelSettings) -> Any:
+    """A vLLM engine inside the replica, or a client of a server that runs the model."""
+    from orchestrator.llm import LLMDeployment
+    from orchestrator.remote import RemoteLLMDeployment
+
+    backend: type = LLMDeployment if model.engine is not None else RemoteLLMDeployment
+    backend_config = model.engine if model.engine is not None else model.remote
+    assert backend_config is not None
+    actor_options: dict[str, Any] = {"num_cpus": model.num_cpus, "num_gpus": model.num_gpus}
+    if model.resources:
+        actor_options["resources"] = dict(model.resources)
+    deployment = serve.deployment(
+        backend,
         name=name,
-        ray_actor_options={"num_cpus": num_cpus},
-        max_ongoing_requests=64,
+        ray_actor_options=actor_options,
         health_check_period_s=10,
         health_check_timeout_s=60,
         graceful_shutdown_timeout_s=20,
+        **model.replicas.serve_options(),
     )
+    return deployment.bind(backend_config.model_dump(mode="json"))
+
+
+def app_builder(args: dict[str, Any]) -> Any:
+    """Entry point for Serve config files and KubeRay (`import_path:
+    orchestrator.builder:app_builder`, `args: {config: /etc/spillway/production.yaml}`).
+
+    `revision` is accepted and ignored: bumping it makes Serve redeploy after the mounted
+    config file changed."""
+    unknown = set(args) - {"config", "revision"}
+    if unknown:
+        raise ValueError(f"unknown app_builder args: {', '.join(sorted(unknown))}")
+    if "config" not in args:
+        raise ValueError("app_builder needs args.config: the path of a Spillway YAML config")
+    return build_app(load_config(args["config"]))

@@ -6,17 +6,23 @@ Relative paths in a config file are resolved against the directory of that file,
 
 from __future__ import annotations
 
-import hashlib
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from cascade.policy import CascadePolicy, RoutePolicy
-from cascade.pricing import TokenPrice
-from orchestrator.llm import VLLMEngineConfig
+from orchestrator.settings import (
+    LedgerSettings,
+    LimitSettings,
+    ModelSettings,
+    RouterSettings,
+    ServerSettings,
+    Strict,
+    TenantSettings,
+)
 
 __all__ = [
     "ConfigError",
@@ -26,95 +32,7 @@ __all__ = [
 ]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ServerSettings(_Strict):
-    host: str = Field("127.0.0.1", description="Address the HTTP proxy binds to.")
-    port: int = Field(8000, ge=1, le=65535, description="Port of the HTTP endpoint.")
-    num_cpus: int = Field(
-        2, gt=0, description="Logical CPUs given to the local Ray instance (ray.init num_cpus)."
-    )
-    state_dir: str = Field(
-        ".spillway",
-        description="Directory for caches, Ray session files and other run-time state.",
-    )
-    ingress_num_cpus: float = Field(
-        0.25, gt=0, description="CPUs reserved by each ingress replica (fractional is fine)."
-    )
-    ingress_replicas: int = Field(1, ge=1, description="Number of ingress replicas.")
-    request_timeout_s: float = Field(
-        120, gt=0, description="Upper bound on one query's whole processing time, in seconds."
-    )
-
-
-class TenantSettings(_Strict):
-    name: str = Field(description="Tenant name recorded in the ledger.", min_length=1)
-    api_keys: list[str] = Field(
-        description="API keys of this tenant: a literal key, or 'sha256:<hex>' of the key.",
-        min_length=1,
-    )
-    admin: bool = Field(False, description="Whether these keys may read stats and dashboards.")
-
-    def key_digests(self) -> set[str]:
-        """SHA-256 hex digests of this tenant's keys (literal keys are hashed here)."""
-        return {_digest_of(key) for key in self.api_keys}
-
-
-def _digest_of(key: str) -> str:
-    if key.startswith("sha256:"):
-        return key.removeprefix("sha256:").lower()
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-class RouterSettings(_Strict):
-    artifact: str = Field(description="Path of the router artifact directory.")
-    min_probability: float = Field(
-        0.5,
-        ge=0,
-        le=1,
-        description="Routes with a lower calibrated probability go to the small base model.",
-    )
-    adapters: dict[str, str | None] = Field(
-        default_factory=dict,
-        description="Router label -> small-model adapter name; null or absent: the base model.",
-    )
-    num_cpus: float = Field(0.25, gt=0, description="CPUs reserved by the router replica.")
-    max_batch_size: int = Field(32, ge=1, description="Largest batch of queries routed at once.")
-    batch_wait_timeout_s: float = Field(
-        0.005, ge=0, description="How long the router waits to fill a batch, in seconds."
-    )
-
-
-class ModelSettings(_Strict):
-    engine: VLLMEngineConfig = Field(description="The vLLM engine serving this model.")
-    price: TokenPrice = Field(description="What this model's tokens cost.")
-    num_cpus: float = Field(0.5, gt=0, description="CPUs reserved by the model's replica.")
-
-
-class LedgerSettings(_Strict):
-    url: str = Field(
-        "sqlite:///.spillway/ledger.db",
-        description="SQLAlchemy URL of the ledger: sqlite:///PATH (relative to the config file) "
-        "or postgresql+psycopg://...",
-    )
-
-
-class LimitSettings(_Strict):
-    max_body_bytes: int = Field(
-        1_000_000, ge=1024, description="Largest accepted request body, in bytes."
-    )
-    max_messages: int = Field(256, ge=1, description="Most messages accepted in one request.")
-    default_max_tokens: int = Field(
-        64, ge=1, description="Completion tokens generated when the request does not say."
-    )
-    max_tokens_limit: int = Field(
-        512, ge=1, description="Largest max_tokens a request may ask for (400 above it)."
-    )
-
-
-class SpillwayConfig(_Strict):
+class SpillwayConfig(Strict):
     server: ServerSettings = Field(default_factory=ServerSettings, description="HTTP and Ray.")
     tenants: Annotated[list[TenantSettings], Field(min_length=1)] = Field(
         description="Who may call the service, by API key."
@@ -144,14 +62,14 @@ class SpillwayConfig(_Strict):
 
     @model_validator(mode="after")
     def _adapters_exist(self) -> SpillwayConfig:
-        known = set(self.small.engine.adapters)
+        known = set(self.small.adapter_names())
         for label, adapter in self.router.adapters.items():
             if adapter is not None and adapter not in known:
                 raise ValueError(
                     f"router.adapters.{label}: adapter {adapter!r} is not one of "
-                    f"small.engine.adapters ({', '.join(sorted(known)) or 'none'})"
+                    f"the small model's adapters ({', '.join(sorted(known)) or 'none'})"
                 )
-        names = [self.small.engine.served_name, self.large.engine.served_name, *known]
+        names = [self.small.served_name, self.large.served_name, *known]
         if len(set(names)) != len(names):
             raise ValueError("small and large served_name and adapter names must all differ")
         return self
@@ -204,6 +122,8 @@ def _resolve_paths(config: SpillwayConfig, base: Path) -> SpillwayConfig:
     config.router.artifact = resolve(config.router.artifact)
     for model in (config.small, config.large):
         engine = model.engine
+        if engine is None:
+            continue
         if not _looks_like_hub_name(engine.model):
             engine.model = resolve(engine.model)
         engine.adapters = {name: resolve(p) for name, p in engine.adapters.items()}

@@ -76,7 +76,9 @@ def create_app(gateway: Gateway) -> FastAPI:
 
     app.include_router(
         dashboard_router(
-            gateway.config.ledger.url, authorize=gateway.authenticate, policy=gateway.config.cascade
+            gateway.config.ledger.resolved_url(),
+            authorize=gateway.authenticate,
+            policy=gateway.config.cascade,
         )
     )
 
@@ -133,9 +135,10 @@ def model_cards(gateway: Gateway) -> list[dict[str, Any]]:
     config = gateway.config
     created = int(time.time())
     cards: list[tuple[str, str, str | None]] = [(AUTO_MODEL, "spillway", None)]
-    cards.append((config.small.engine.served_name, "small", None))
-    cards += [(a, "adapter", config.small.engine.served_name) for a in config.small.engine.adapters]
-    cards.append((config.large.engine.served_name, "large", None))
+    small = config.small.served_name
+    cards.append((small, "small", None))
+    cards += [(adapter, "adapter", small) for adapter in config.small.adapter_names()]
+    cards.append((config.large.served_name, "large", None))
     return [
         {
             "id": name,
@@ -256,7 +259,7 @@ class SpillwayIngress:
 
         config = SpillwayConfig.model_validate(config_data)
         spool = Path(config.server.state_dir) / "ledger-spool.jsonl"
-        ledger = Ledger(config.ledger.url, spool_path=spool)
+        ledger = Ledger(config.ledger.resolved_url(), spool_path=spool)
         ledger.start(require_database=False)  # serve during a ledger outage; rows spool
         service = QueryService(config, handle_backends(router, small, large))
         self._gateway = Gateway(config, service, ledger)

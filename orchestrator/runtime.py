@@ -51,15 +51,11 @@ def ray_temp_dir(config: SpillwayConfig) -> str:
 
 def check_local_files(config: SpillwayConfig) -> list[str]:
     """Files the config points at that are missing, with the command that makes them."""
-    missing = []
-    paths = [config.router.artifact, *config.small.engine.adapters.values()]
-    paths += [
-        m.engine.model for m in (config.small, config.large) if m.engine.model.startswith("/")
-    ]
-    for path in paths:
-        if not Path(path).exists():
-            missing.append(path)
-    return missing
+    engines = [m.engine for m in (config.small, config.large) if m.engine is not None]
+    paths = [config.router.artifact]
+    paths += [path for engine in engines for path in engine.adapters.values()]
+    paths += [engine.model for engine in engines if engine.model.startswith("/")]
+    return [path for path in paths if not Path(path).exists()]
 
 
 def start(config: SpillwayConfig, *, host: str | None = None, port: int | None = None) -> Any:

@@ -92,9 +92,9 @@ class QueryService:
     def __init__(self, config: SpillwayConfig, backends: Backends):
         self._config = config
         self._backends = backends
-        self._small_name = config.small.engine.served_name
-        self._large_name = config.large.engine.served_name
-        self._adapters = set(config.small.engine.adapters)
+        self._small_name = config.small.served_name
+        self._large_name = config.large.served_name
+        self._adapters = set(config.small.adapter_names())
 
     # ----- request preparation -------------------------------------------------------------
     def resolve_target(self, model: str) -> Target:

@@ -1,0 +1,101 @@
+"""Config validation: every shipped config passes; errors name the field by its YAML path."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.config import ConfigError, load_config, validate_config_dict
+from tests.fakes import CONFIG
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", ["local.yaml", "production.yaml", "remote.yaml"])
+def test_shipped_configs_validate(name: str) -> None:
+    config = load_config(REPO / "serve_config" / name)
+    assert config.small.served_name != config.large.served_name
+
+
+def test_local_paths_resolve_against_the_config_file() -> None:
+    config = load_config(REPO / "serve_config" / "local.yaml")
+    assert config.small.engine is not None
+    assert config.small.engine.model == str(REPO / ".spillway" / "models" / "small")
+    assert config.ledger.url == f"sqlite:///{REPO / '.spillway' / 'ledger.db'}"
+
+
+def _problems(mutate: object) -> list[str]:
+    data = copy.deepcopy(CONFIG)
+    mutate(data)  # type: ignore[operator]
+    with pytest.raises(ConfigError) as info:
+        validate_config_dict(data)
+    return info.value.problems
+
+
+def test_unknown_field_is_named() -> None:
+    problems = _problems(lambda d: d["small"]["engine"].update(max_lora=3))
+    assert any(p.startswith("small.engine.max_lora:") for p in problems)
+
+
+def test_wrong_type_and_range_are_named() -> None:
+    problems = _problems(lambda d: d["router"].update(min_probability=2))
+    assert any(p.startswith("router.min_probability:") for p in problems)
+    problems = _problems(lambda d: d["large"]["price"].update(output_per_million="-1"))
+    assert any(p.startswith("large.price.output_per_million:") for p in problems)
+
+
+def test_every_problem_is_reported() -> None:
+    def two_errors(d: dict) -> None:  # type: ignore[type-arg]
+        d["router"]["min_probability"] = 2
+        d["limits"]["max_messages"] = 0
+
+    assert len(_problems(two_errors)) == 2
+
+
+def test_router_adapter_must_exist() -> None:
+    problems = _problems(lambda d: d["router"]["adapters"].update(medical="medical"))
+    assert any("medical" in p for p in problems)
+
+
+def test_duplicate_key_across_tenants() -> None:
+    problems = _problems(lambda d: d["tenants"].append({"name": "b", "api_keys": ["k"]}))
+    assert any("also a key of" in p for p in problems)
+
+
+def test_exactly_one_backend() -> None:
+    problems = _problems(lambda d: d["large"].pop("engine"))
+    assert any(p.startswith("large:") and "exactly one" in p for p in problems)
+
+
+def test_yaml_errors_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("server: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+    bad.write_text(yaml.safe_dump(["a list"]))
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(bad)
+
+
+def test_config_check_cli_reports_paths_and_exit_code(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from orchestrator.cli import main
+
+    data = copy.deepcopy(CONFIG)
+    data["limits"]["max_messages"] = 0
+    data["small"]["engine"]["dtype"] = "int3"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(main, ["config", "check", str(bad)])
+    assert result.exit_code == 2
+    assert "2 problem(s)" in result.output
+    assert "limits.max_messages:" in result.output
+    assert "small.engine.dtype:" in result.output
+    good = CliRunner().invoke(main, ["config", "check", str(REPO / "serve_config/local.yaml")])
+    assert good.exit_code == 0 and "ok" in good.output
