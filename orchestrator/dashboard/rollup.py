@@ -36,7 +36,7 @@ BIN_EPSILON = 1e-9
 """Added before truncating confidence * 100, so a logged 0.58 (a double just below 0.58) falls
 in bin 58, as `0.58 < 0.58` is false for the cascade policy too."""
 
-TOP_K = 50
+TOP_K = 20
 """Most expensive queries kept per day and group; the endpoint's largest `limit`."""
 
 STAGES = ("router", "small", "large", "total")

@@ -110,24 +110,75 @@ def _binary_case(column: str, low: int, high: int) -> str:
     return f"(CASE WHEN {column} < {edge!r} THEN {below} ELSE {above} END)"
 
 
+PENDING = "dash_pending"
+"""SQLite's queue of ledger rows not yet folded; it stores the keys with each row."""
+
+
+def key_expressions(dialect: Dialect, alias: str) -> dict[str, str]:
+    """The rollup keys of a ledger row ('' for none), by the name sources carry them under."""
+    keys = {f"k_{u}": dialect.truncate(f"{alias}.created_at", u) for u in UNITS}
+    keys["k_route"] = f"coalesce({alias}.route, '')"
+    keys["k_adapter"] = f"coalesce({alias}.adapter, '')"
+    keys["k_key"] = route_key_sql(alias)
+    return keys
+
+
 def keyed_source(dialect: Dialect, source: str) -> str:
-    """The source rows with the rollup keys computed ('' for none)."""
-    buckets = ", ".join(f"{dialect.truncate('s.created_at', u)} AS k_{u}" for u in UNITS)
-    return (
-        f"(SELECT s.*, {buckets}, coalesce(s.route, '') AS k_route, "
-        f"coalesce(s.adapter, '') AS k_adapter, {route_key_sql('s')} AS k_key "
-        f"FROM {source} AS s WHERE true)"
-    )
+    """The source rows with their rollup keys (SQLite's queue has them already)."""
+    if source == PENDING:
+        return PENDING
+    keys = ", ".join(f"{sql} AS {name}" for name, sql in key_expressions(dialect, "s").items())
+    return f"(SELECT s.*, {keys} FROM {source} AS s WHERE true)"
 
 
-def _insert(table: sa.Table, select: str, values: list[str]) -> str:
+def _upsert(table: sa.Table, select: str) -> str:
+    """INSERT the select's rows (key columns, then value columns, in table order), adding
+    the values to rows already there."""
     keys = key_columns(table)
+    values = [c.name for c in table.columns if c.name not in keys]
     updates = ", ".join(f"{v} = {table.name}.{v} + excluded.{v}" for v in values)
     columns = ", ".join([*keys, *values])
     return (
         f"INSERT INTO {table.name} ({columns}) {select} "
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
     )
+
+
+def stage_name(table: sa.Table) -> str:
+    """SQLite's scratch table for one fold's aggregate of `table`'s family."""
+    return f"dash_stage_{table.name.removeprefix('dash_')}"
+
+
+def two_levels(
+    dialect: Dialect, delta: str, fine: sa.Table, coarse: sa.Table, unit: str
+) -> list[str]:
+    """Upsert the source's aggregate `delta` (a SELECT of `fine`'s columns, fine buckets)
+    into `fine`, and the same aggregate summed by `unit` into `coarse`: the source rows are
+    grouped once. PostgreSQL does it in one statement (a data-modifying CTE); SQLite, whose
+    triggers allow no CTEs, through a scratch table emptied at the end."""
+    keys = key_columns(fine)
+    values = [c.name for c in fine.columns if c.name not in keys]
+    order = dialect.lock_order(len(keys))
+    groups = ", ".join(str(i) for i in range(1, len(keys) + 1))
+
+    def rollup_from(name: str) -> str:
+        coarse_keys = [dialect.truncate(f"d.{keys[0]}", unit), *(f"d.{k}" for k in keys[1:])]
+        sums = [f"sum(d.{v})" for v in values]
+        columns = ", ".join(coarse_keys + sums)
+        return f"SELECT {columns} FROM {name} AS d WHERE true GROUP BY {groups} {order}"
+
+    if dialect.name == "postgresql":
+        fine_part = _upsert(fine, f"SELECT * FROM delta {order}")
+        coarse_part = _upsert(coarse, rollup_from("delta"))
+        names = ", ".join(keys + values)
+        return [f"WITH delta ({names}) AS ({delta}), fine AS ({fine_part}) {coarse_part}"]
+    stage = stage_name(fine)
+    return [
+        f"INSERT INTO {stage} ({', '.join(keys + values)}) {delta}",
+        _upsert(fine, f"SELECT {', '.join(keys + values)} FROM {stage} WHERE true"),
+        _upsert(coarse, rollup_from(stage)),
+        f"DELETE FROM {stage}",
+    ]
 
 
 COUNT_SUMS = (
@@ -137,70 +188,53 @@ COUNT_SUMS = (
 )  # fmt: skip
 
 
-def counts_statement(dialect: Dialect, source: str, table: sa.Table, unit: str) -> str:
-    select = (
-        f"SELECT k_{unit}, tenant, k_route, k_adapter, coalesce(router_version, ''), status, "
+def counts_delta(dialect: Dialect, source: str) -> str:
+    return (
+        "SELECT k_hour, tenant, k_route, k_adapter, coalesce(router_version, ''), status, "
         "escalated, coalesce(escalation_reason, ''), count(*), count(confidence), "
         + ", ".join(f"sum({name})" for name in COUNT_SUMS)
-        + f" FROM {keyed_source(dialect, source)} AS k WHERE true"
-        f" GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 {dialect.lock_order(8)}"
+        + f" FROM {keyed_source(dialect, source)} AS k WHERE true GROUP BY 1, 2, 3, 4, 5, 6, 7, 8"
     )
-    return _insert(table, select, ["queries", "with_confidence", *COUNT_SUMS])
 
 
-def confidence_statement(
-    dialect: Dialect, source: str, table: sa.Table, unit: str, *, feedback_filter: bool = True
-) -> str:
+def confidence_delta(dialect: Dialect, source: str, *, feedback_filter: bool = True) -> str:
     esc = dialect.escalated_int("k.escalated")
     where = f" WHERE query_id IN (SELECT query_id FROM {source} AS q)" if feedback_filter else ""
     feedback = (
         "(SELECT query_id, count(*) AS n, sum(score) AS score FROM feedback"
         f"{where} GROUP BY query_id)"
     )
-    select = (
-        f"SELECT k_{unit}, tenant, k_key, {dialect.confidence_bin('k.confidence')}, "
+    return (
+        f"SELECT k_day, tenant, k_key, {dialect.confidence_bin('k.confidence')}, "
         f"count(*), sum({esc}), sum(k.cost_usd), sum(k.cost_small_usd), "
         "sum(k.baseline_cost_usd), "
         f"sum((1 - {esc}) * coalesce(f.n, 0)), sum((1 - {esc}) * coalesce(f.score, 0)), "
         f"sum({esc} * coalesce(f.n, 0)), sum({esc} * coalesce(f.score, 0)) "
         f"FROM {keyed_source(dialect, source)} AS k "
         f"LEFT JOIN {feedback} AS f ON f.query_id = k.query_id "
-        f"WHERE {small_confidence('k')} GROUP BY 1, 2, 3, 4 {dialect.lock_order(4)}"
+        f"WHERE {small_confidence('k')} GROUP BY 1, 2, 3, 4"
     )
-    values = [
-        "queries", "escalated", "cost_usd", "cost_small_usd", "baseline_cost_usd",
-        "fb_small_n", "fb_small_score", "fb_large_n", "fb_large_score",
-    ]  # fmt: skip
-    return _insert(table, select, values)
 
 
-def latency_statement(dialect: Dialect, source: str, table: sa.Table, unit: str) -> str:
+def latency_delta(dialect: Dialect, source: str) -> str:
     keyed = keyed_source(dialect, source)
     unpivot = " UNION ALL ".join(
-        f"SELECT k_{unit} AS b, tenant, k_key, '{stage}' AS stage, latency_{stage}_ms AS ms "
+        f"SELECT k_day AS b, tenant, k_key, '{stage}' AS stage, latency_{stage}_ms AS ms "
         f"FROM {keyed} AS k{i} WHERE latency_{stage}_ms IS NOT NULL"
         for i, stage in enumerate(STAGES)
     )
-    select = (
+    return (
         f"SELECT b, tenant, k_key, stage, {dialect.latency_bin('u.ms')}, count(*), sum(u.ms) "
-        f"FROM ({unpivot}) AS u WHERE true GROUP BY 1, 2, 3, 4, 5 {dialect.lock_order(5)}"
+        f"FROM ({unpivot}) AS u WHERE true GROUP BY 1, 2, 3, 4, 5"
     )
-    return _insert(table, select, ["queries", "sum_ms"])
-
-
-_GROUP = "(bucket, tenant, route)"
 
 
 def top_statements(dialect: Dialect, source: str) -> list[str]:
-    """Insert the source's candidates for the per-group top K (those beating the group's
-    cheapest kept row, or all while the group has fewer than K), then prune groups past K."""
+    """Add the source's top K per group, then drop what falls past K in the days it touched:
+    one window over those days' kept rows (K per group), not a probe per candidate."""
     table = top_table.name
     keyed = keyed_source(dialect, source)
-    groups = f"SELECT DISTINCT k_day, tenant, k_key FROM {keyed} AS g WHERE true"
-    kept = (
-        f"SELECT bucket, tenant, route, count(*) AS n, min(cost_usd) AS cheapest "
-        f"FROM {table} WHERE {_GROUP} IN ({groups}) GROUP BY 1, 2, 3"
-    )
+    rowid = "ctid" if dialect.name == "postgresql" else "rowid"
     candidates = (
         "SELECT k_day, tenant, k_key, query_id, cost_usd, row_number() OVER "
         "(PARTITION BY k_day, tenant, k_key ORDER BY cost_usd DESC, query_id) "
@@ -208,34 +242,30 @@ def top_statements(dialect: Dialect, source: str) -> list[str]:
     )
     insert = (
         f"INSERT INTO {table} (bucket, tenant, route, query_id, cost_usd) "
-        "SELECT c.k_day, c.tenant, c.k_key, c.query_id, c.cost_usd "
-        f"FROM ({candidates}) AS c LEFT JOIN ({kept}) AS t ON t.bucket = c.k_day "
-        "AND t.tenant = c.tenant AND t.route = c.k_key "
-        f"WHERE c.rn <= {TOP_K} AND (t.n IS NULL OR t.n < {TOP_K} OR c.cost_usd > t.cheapest) "
-        f"{dialect.lock_order(4)} ON CONFLICT DO NOTHING"
+        f"SELECT k_day, tenant, k_key, query_id, cost_usd FROM ({candidates}) AS c "
+        f"WHERE c.rn <= {TOP_K} {dialect.lock_order(4)} ON CONFLICT DO NOTHING"
     )
     ranked = (
-        "SELECT bucket, tenant, route, query_id, row_number() OVER (PARTITION BY bucket, "
-        f"tenant, route ORDER BY cost_usd DESC, query_id) AS rn FROM {table} "
-        f"WHERE {_GROUP} IN ({groups})"
+        f"SELECT {rowid} AS id, row_number() OVER (PARTITION BY bucket, tenant, route "
+        f"ORDER BY cost_usd DESC, query_id) AS rn FROM {table} "
+        f"WHERE bucket >= (SELECT min(k_day) FROM {keyed} AS g)"
     )
-    prune = (
-        f"DELETE FROM {table} WHERE (bucket, tenant, route, query_id) IN "
-        f"(SELECT bucket, tenant, route, query_id FROM ({ranked}) AS r WHERE r.rn > {TOP_K})"
-    )
+    past_k = f"SELECT id FROM ({ranked}) AS r WHERE r.rn > {TOP_K}"
+    prune = f"DELETE FROM {table} WHERE {rowid} IN ({past_k})"
     return [insert, prune]
 
 
 def ledger_statements(dialect: Dialect, source: str, *, feedback_filter: bool = True) -> list[str]:
     """Everything a set of new ledger rows changes, in order. `feedback_filter=False` joins
     all feedback without first selecting the source's query ids (for the whole ledger)."""
+    (hourly, _), (daily, day) = COUNTS_TABLES
+    (conf_daily, _), (conf_monthly, month) = CONFIDENCE_TABLES
+    (latency_daily, _), (latency_monthly, _) = LATENCY_TABLES
+    conf = confidence_delta(dialect, source, feedback_filter=feedback_filter)
     return [
-        *(counts_statement(dialect, source, table, unit) for table, unit in COUNTS_TABLES),
-        *(
-            confidence_statement(dialect, source, table, unit, feedback_filter=feedback_filter)
-            for table, unit in CONFIDENCE_TABLES
-        ),
-        *(latency_statement(dialect, source, table, unit) for table, unit in LATENCY_TABLES),
+        *two_levels(dialect, counts_delta(dialect, source), hourly, daily, day),
+        *two_levels(dialect, conf, conf_daily, conf_monthly, month),
+        *two_levels(dialect, latency_delta(dialect, source), latency_daily, latency_monthly, month),
         *top_statements(dialect, source),
     ]
 

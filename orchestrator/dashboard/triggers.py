@@ -16,33 +16,48 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from orchestrator.dashboard.rollup import metadata
+from orchestrator.dashboard.rollup import (
+    CONFIDENCE_TABLES,
+    COUNTS_TABLES,
+    LATENCY_TABLES,
+    metadata,
+)
 from orchestrator.dashboard.rollup_sql import (
+    PENDING,
     SOURCE_COLUMNS,
     Dialect,
     feedback_statements,
+    key_expressions,
     ledger_statements,
+    stage_name,
 )
 from orchestrator.ledger.schema import ledger_table
 
 QUEUE_TRIGGER = "spillway_dash_queue"
 LEDGER_TRIGGER = "spillway_dash_on_ledger"
 FEEDBACK_TRIGGER = "spillway_dash_on_feedback"
-PENDING = "dash_pending"
-FOLD_ROWS = 2000
+FOLD_ROWS = 5000
+ROLLUP_LOCK_ID = 0x5350_4C57_4441_5348  # any 64-bit number, the same in every process
 
+# SQLite only: the queue of rows to fold, and the folds' scratch tables.
 pending_metadata = sa.MetaData()
 pending_table = sa.Table(
     PENDING,
     pending_metadata,
     *(sa.Column(c.name, c.type) for c in ledger_table.columns if c.name in SOURCE_COLUMNS),
+    *(sa.Column(name, sa.String()) for name in key_expressions(Dialect("sqlite"), "NEW")),
 )
+for _fine, _unit in (COUNTS_TABLES[0], CONFIDENCE_TABLES[0], LATENCY_TABLES[0]):
+    sa.Table(
+        stage_name(_fine), pending_metadata, *(sa.Column(c.name, c.type) for c in _fine.columns)
+    )
 
 
 def _sqlite_ddl() -> list[str]:
     dialect = Dialect("sqlite")
-    columns = ", ".join(SOURCE_COLUMNS)
-    new_values = ", ".join(f"NEW.{c}" for c in SOURCE_COLUMNS)
+    keys = key_expressions(dialect, "NEW")
+    columns = ", ".join([*SOURCE_COLUMNS, *keys])
+    new_values = ", ".join([*(f"NEW.{c}" for c in SOURCE_COLUMNS), *keys.values()])
     fold = "".join(f"{s};\n" for s in fold_statements(dialect))
     # Feedback on a row still pending is counted when the row is folded, not twice.
     fresh = f"(SELECT NEW.query_id AS query_id, NEW.score AS score WHERE NEW.query_id NOT IN (SELECT query_id FROM {PENDING}))"  # noqa: E501
@@ -64,7 +79,11 @@ def _pg_ddl() -> list[str]:
         (LEDGER_TRIGGER, "ledger", ledger_statements(dialect, "new_rows")),
         (FEEDBACK_TRIGGER, "feedback", feedback_statements(dialect, "new_rows")),
     ):
-        statements = "".join(f"  {statement};\n" for statement in body)
+        # One writer at a time runs the rollup upserts: no lock-order deadlocks between them.
+        statements = (
+            f"  PERFORM pg_advisory_xact_lock({ROLLUP_LOCK_ID});\n" if table == "ledger" else ""
+        )
+        statements += "".join(f"  {statement};\n" for statement in body)
         ddl.append(
             f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $fn$\n"
             f"BEGIN\n{statements}  RETURN NULL;\nEND\n$fn$"
