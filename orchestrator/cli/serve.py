@@ -33,12 +33,12 @@ def serve(config_path: str, host: str | None, port: int | None) -> None:
         click.echo("Build the local models with: spillway models build", err=True)
         sys.exit(2)
     stopping = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopping.set())
+    _on_stop_signals(stopping)
     started = time.perf_counter()
     click.echo("Starting Spillway (Ray Serve, router, small and large vLLM engines)...", err=True)
     try:
         start(config, host=host, port=port)
+        _on_stop_signals(stopping)  # again: ray.init installs its own SIGTERM handler (abort)
         url = f"http://{host or config.server.host}:{port or config.server.port}"
         elapsed = time.perf_counter() - started
         click.echo(f"Spillway is ready at {url}/v1 ({elapsed:.0f} s). Ctrl-C stops it.", err=True)
@@ -47,3 +47,8 @@ def serve(config_path: str, host: str | None, port: int | None) -> None:
     finally:
         click.echo("Stopping Spillway...", err=True)
         stop()
+
+
+def _on_stop_signals(stopping: threading.Event) -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
