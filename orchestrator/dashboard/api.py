@@ -7,8 +7,9 @@ Bad parameters are 400s in OpenAI's error shape (raised as `InvalidRequest`).
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from importlib import resources
 from typing import Annotated, Any
@@ -78,12 +79,14 @@ def _threshold(value: str | None) -> float | None:
     return number
 
 
-def admin_check(authorize: Callable[[Request], Any]) -> Callable[[Request], None]:
-    """`authorize` raises Unauthorized (401) for a missing or unknown key and returns the
-    caller (anything with `.admin`) or a bool; a non-admin caller gets 403."""
+def admin_check(authorize: Callable[[Request], Any]) -> Callable[[Request], Awaitable[None]]:
+    """`authorize` (sync or async) raises Unauthorized (401) for a missing or unknown key and
+    returns the caller (anything with `.admin`) or a bool; a non-admin caller gets 403."""
 
-    def check(request: Request) -> None:
+    async def check(request: Request) -> None:
         caller = authorize(request)
+        if inspect.isawaitable(caller):
+            caller = await caller
         allowed = caller.admin if hasattr(caller, "admin") else bool(caller)
         if not allowed:
             raise Forbidden("The dashboard and stats need an admin API key.")
@@ -159,7 +162,6 @@ def dashboard_router(
         with source.connect() as connection:
             return stats_queries.latest_escalations(connection, scope, _limit(limit))
 
-    router.dashboard_source = source  # type: ignore[attr-defined]  # for close() and tests
     return router
 
 

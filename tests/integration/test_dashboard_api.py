@@ -302,3 +302,23 @@ def test_page_and_assets_need_no_key(client: TestClient) -> None:
     for name in ("dashboard.js", "charts.js", "dashboard.css"):  # nothing loads from elsewhere
         text = client.get(f"/dashboard/static/{name}").text + page.text
         assert "://" not in text.replace("http://www.w3.org/2000/svg", "")
+
+
+def test_async_authorize_is_awaited(tmp_path: Path) -> None:
+    async def tenant_key(request: Request) -> Caller:
+        return Caller(admin=request.headers.get("authorization") == ADMIN["Authorization"])
+
+    app = FastAPI()
+
+    @app.exception_handler(SpillwayError)
+    async def _error(_: Request, exc: SpillwayError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with Ledger(url):
+        pass
+    app.include_router(dashboard_router(url, authorize=tenant_key, policy={"*": 0.5}))
+    with TestClient(app) as test_client:
+        assert test_client.get("/v1/stats/summary", headers=USER).status_code == 403
+        empty = test_client.get("/v1/stats/summary", headers=ADMIN).json()
+        assert (empty["queries"], empty["escalation_rate"]) == (0, None)
