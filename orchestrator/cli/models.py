@@ -38,9 +38,11 @@ def build(state_dir: Path, force: bool, no_progress: bool, as_json: bool) -> Non
       small      tiny Llama trained on all four domains (the model vLLM serves with LoRA)
       large      bigger Llama, trained longer (stands in for the 70B escalation model)
       adapters   LoRA adapters legal, medical, code on top of the small model
+      router     the domain router, trained on router_training/samples/domains.jsonl
 
     \b
-    Output under STATE_DIR/models/: small/, large/, adapters/<domain>/ and manifest.json
+    Output under STATE_DIR/models/: small/, large/, adapters/<domain>/ and manifest.json,
+    and the router artifact in STATE_DIR/router/
     (held-out losses, parameter counts, fingerprint, build time). The fingerprint hashes the
     corpus, the hyperparameters and the builder version: when it matches, nothing is rebuilt.
     A build is written to a temp dir and renamed into place, so an interrupted build never
@@ -52,9 +54,14 @@ def build(state_dir: Path, force: bool, no_progress: bool, as_json: bool) -> Non
     fresh = manifest is None
     if manifest is None:
         manifest = build_local_models(state_dir, force=force, progress=not no_progress)
+    from orchestrator.localmodels.router import build_default_router, router_dir
+
+    router_built = build_default_router(state_dir, force=force, progress=not no_progress)
     if as_json:
         click.echo(json.dumps(manifest, indent=2))
         return
+    state = "trained" if router_built else "up to date"
+    click.echo(f"Router in {router_dir(state_dir)}: {state}.")
     where = state_dir / "models"
     if fresh:
         click.echo(f"Built local models in {where} in {manifest['build_seconds']} s.")

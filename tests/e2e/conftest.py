@@ -97,8 +97,10 @@ def stop_service(proc: subprocess.Popen[bytes]) -> int:
 def local_models_built() -> None:
     """The local models, adapters and router (a no-op when `make models` already ran)."""
     from orchestrator.localmodels.build import build_local_models
+    from orchestrator.localmodels.router import build_default_router
 
     build_local_models(REPO / ".spillway", progress=False)
+    build_default_router(REPO / ".spillway", progress=False)
 
 
 def start_service(
