@@ -170,6 +170,8 @@ def test_dashboard_in_chromium(server: str, page: Any) -> None:
     _text(page, "#s-escalation", "40.0%")
     _text(page, "#expensive-table tbody tr:first-child td:first-child", "q-a2")
     _text(page, "#latest-table tbody tr:first-child td:first-child", "q-a5")
+    first_day = (datetime.now(UTC) - timedelta(days=2)).strftime("%Y-%m-%d")
+    _text(page, "#router-versions tbody tr:first-child td:nth-child(3)", f"{first_day} 00:00")
 
     page.select_option("#w-route", "math")
     _text(page, "#w-value", "0.60")

@@ -16,6 +16,7 @@ const ms = (v) => (v === null || v === undefined ? "–" : v < 10 ? v.toFixed(1)
 const int = (v) => (v === null || v === undefined ? "–" : v.toLocaleString("en-US"));
 const pad = (n) => String(n).padStart(2, "0");
 const dayLabel = (t) => { const d = new Date(t); return `${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`; };
+const when = (t) => (t ? t.replace("T", " ").replace(/:00Z$/, "").replace("Z", "") : "–");
 const hourLabel = (t) => `${dayLabel(t)} ${pad(new Date(t).getUTCHours())}h`;
 
 class AuthError extends Error {}
@@ -177,8 +178,8 @@ function renderRouter(r) {
     note: `${pct(l.share)} · ${int(l.abstained)} abstained` })));
   $("router-note").textContent = `${int(r.routed)} routed, ${int(r.abstained)} abstentions (${pct(r.abstention_rate)}: base model), ` +
     `${int(r.unrouted)} sent to a model directly.`;
-  table($("router-versions"), [["Router version"], ["Queries", 1], ["First hour"], ["Last hour"]],
-    r.versions.map((v) => [v.router_version || "unknown", int(v.queries), v.first_hour, v.last_hour]));
+  table($("router-versions"), [["Router version"], ["Queries", 1], ["First seen (UTC)"], ["Last seen (UTC)"]],
+    r.versions.map((v) => [v.router_version || "unknown", int(v.queries), when(v.first_seen), when(v.last_seen)]));
 }
 
 function renderLatency(l) {
@@ -188,7 +189,7 @@ function renderLatency(l) {
 
 function renderQueries(el, data) {
   table(el, [["Query"], ["Time (UTC)"], ["Tenant"], ["Route"], ["Answered by"], ["Confidence", 1], ["Reason"], ["Cost", 1], ["Baseline", 1]],
-    data.queries.map((q) => [queryLink(q.query_id), q.created_at.replace("T", " ").replace("Z", ""), q.tenant,
+    data.queries.map((q) => [queryLink(q.query_id), when(q.created_at), q.tenant,
       q.adapter || q.route || "base", q.answered_by || "–", q.confidence === null ? "–" : q.confidence.toFixed(2),
       q.escalation_reason || (q.status === "ok" ? "–" : q.status), usd(q.cost_usd), usd(q.baseline_cost_usd)]));
 }
