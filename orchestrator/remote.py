@@ -12,6 +12,8 @@ Errors: the server's 4xx answers about the request become ``LLMRequestError`` su
 Connect errors, 429 and 5xx are retried with exponential backoff, for streams only before the
 first byte arrives: nothing has reached the caller then.
 
+The wire format (answers, SSE streams, error bodies) is parsed in ``orchestrator.remote_wire``.
+
 Unlike ``LLMDeployment`` this backend does not count prompt tokens (it has no tokenizer);
 a prompt alone longer than the server's context is the server's 400, which becomes
 ``PromptTooLongError``. vLLM shortens ``max_tokens`` to the context left after the prompt.
@@ -20,25 +22,31 @@ a prompt alone longer than the server's context is the server's 400, which becom
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import random
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from orchestrator.llm import (
-    ChatMessage,
+from orchestrator.llm_types import (
     GenerationRequest,
     GenerationResult,
-    LLMRequestError,
     PromptTooLongError,
     StreamDelta,
     UnknownAdapterError,
+)
+from orchestrator.remote_wire import (
+    RemoteLLMError,
+    RemoteTimeoutError,
+    chat_message,
+    error_for,
+    json_object,
+    parse_result,
+    parse_stream,
 )
 
 __all__ = ["RemoteLLMConfig", "RemoteLLMDeployment", "RemoteLLMError", "RemoteTimeoutError"]
@@ -46,7 +54,6 @@ __all__ = ["RemoteLLMConfig", "RemoteLLMDeployment", "RemoteLLMError", "RemoteTi
 logger = logging.getLogger(__name__)
 
 _RETRY_TRANSPORT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError)
-_CONTEXT_HINTS = ("context length", "context window", "maximum context", "too many tokens")
 
 
 class RemoteLLMConfig(BaseModel):
@@ -101,21 +108,6 @@ class RemoteLLMConfig(BaseModel):
         return self
 
 
-class RemoteLLMError(Exception):
-    """The remote server failed or could not be used; not the client's fault (a 503)."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message, self.status = message, status
-
-    def __reduce__(self) -> tuple[Any, ...]:  # picklable across Ray handles
-        return (type(self), (self.message, self.status))
-
-
-class RemoteTimeoutError(RemoteLLMError, TimeoutError):
-    """The server sent nothing for ``timeout_s`` (the ingress answers 504)."""
-
-
 class RemoteLLMDeployment:
     """``generate``/``stream``/``describe``/``check_health``/``shutdown`` over HTTP.
 
@@ -145,13 +137,13 @@ class RemoteLLMDeployment:
             data = response.json()
         except ValueError as exc:
             raise RemoteLLMError(f"{self._where()}: the answer is not JSON") from exc
-        return _result(data, self._model_name(request))
+        return parse_result(data, self._model_name(request))
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamDelta]:
         body = self._body(request, stream=True)
         async with self._response(body, request) as response:
             with self._translated():
-                async for delta in _deltas(response.aiter_lines(), self._model_name(request)):
+                async for delta in parse_stream(response.aiter_lines(), self._model_name(request)):
                     yield delta
 
     def _model_name(self, request: GenerationRequest) -> str:
@@ -171,7 +163,7 @@ class RemoteLLMDeployment:
             )
         body: dict[str, Any] = {
             "model": name,
-            "messages": [_message(m) for m in request.messages],
+            "messages": [chat_message(m) for m in request.messages],
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
             "top_p": request.top_p,
@@ -242,18 +234,14 @@ class RemoteLLMDeployment:
         await asyncio.sleep(delay)
 
     def _error_for(self, response: httpx.Response, model: str) -> Exception:
-        status = response.status_code
-        message, param, code = _error_fields(response)
-        if status == 404 and model != self.config.served_name and "model" in f"{param}{message}":
-            return UnknownAdapterError(f"{self._where()} does not serve {model!r}: {message}")
-        if status == 400 and _is_context_error(message, code):
-            return PromptTooLongError(message)
-        if status in (400, 413, 422):
-            return LLMRequestError(message, param if isinstance(param, str) else None)
-        if status in (401, 403):
-            key = f"the key in ${self.config.api_key_env}" if self.config.api_key_env else "no key"
-            return RemoteLLMError(f"{self._where()} refused {key} ({status})", status)
-        return RemoteLLMError(f"{self._where()} answered {status}: {message}", status)
+        config = self.config
+        return error_for(
+            response,
+            model,
+            served_name=config.served_name,
+            api_key_env=config.api_key_env,
+            where=self._where(),
+        )
 
     def _where(self) -> str:
         return f"remote model server {_redacted(self.config.base_url)}"
@@ -280,7 +268,9 @@ class RemoteLLMDeployment:
             response = await self._live().get(url, headers=self._headers, timeout=timeout)
         if response.status_code != 200:
             raise self._error_for(response, self.config.served_name)
-        served = {m.get("id") for m in _json(response).get("data") or [] if isinstance(m, dict)}
+        served = {
+            m.get("id") for m in json_object(response).get("data") or [] if isinstance(m, dict)
+        }
         if self.config.served_name not in served:
             raise RemoteLLMError(f"{self._where()} does not serve {self.config.served_name!r}")
         missing = sorted(set(self.config.adapters) - served)
@@ -331,12 +321,6 @@ def _auth_headers(api_key_env: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def _message(message: ChatMessage | dict[str, Any]) -> dict[str, Any]:
-    if isinstance(message, ChatMessage):
-        return {"role": message.role, "content": message.content}
-    return dict(message)
-
-
 def _retryable(status: int) -> bool:
     return status == 429 or status >= 500
 
@@ -345,102 +329,3 @@ def _redacted(url: str) -> str:
     """The URL without user:password@, if any."""
     parsed = httpx.URL(url)
     return str(parsed.copy_with(username=None, password=None)) if parsed.userinfo else url
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _error_fields(response: httpx.Response) -> tuple[str, Any, Any]:
-    """(message, param, code) from OpenAI's ``{"error": {...}}`` or a flat error object."""
-    data = _json(response)
-    nested = data.get("error")
-    error: dict[str, Any] = nested if isinstance(nested, dict) else data
-    message = error.get("message") or response.text[:500] or response.reason_phrase
-    return str(message), error.get("param"), error.get("code")
-
-
-def _is_context_error(message: str, code: Any) -> bool:
-    return code == "context_length_exceeded" or any(h in message.lower() for h in _CONTEXT_HINTS)
-
-
-def _logprobs(choice: dict[str, Any]) -> list[float]:
-    content = (choice.get("logprobs") or {}).get("content") or []
-    return [float(item["logprob"]) for item in content]
-
-
-def _result(data: Any, model: str) -> GenerationResult:
-    try:
-        choice = data["choices"][0]
-        text = choice["message"].get("content") or ""
-        logprobs = _logprobs(choice)
-        usage = data.get("usage") or {}
-    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
-        raise RemoteLLMError(f"unexpected chat completion from the remote server: {exc!r}") from exc
-    if not usage:
-        logger.warning("remote answer for %r carried no usage; prompt tokens unknown", model)
-    completion_tokens = int(usage.get("completion_tokens", len(logprobs)))
-    if completion_tokens and not logprobs:
-        raise RemoteLLMError("the remote server returned no logprobs (the cascade needs them)")
-    return GenerationResult(
-        text=text,
-        token_ids=[],
-        token_logprobs=logprobs,
-        prompt_tokens=int(usage.get("prompt_tokens", 0)),
-        completion_tokens=completion_tokens,
-        finish_reason=choice.get("finish_reason") or "stop",
-        model=model,
-    )
-
-
-async def _deltas(lines: AsyncIterator[str], model: str) -> AsyncIterator[StreamDelta]:
-    """StreamDeltas from SSE lines. The finishing delta is held until the usage event (it
-    carries the final counts); earlier deltas carry running completion counts only."""
-    produced, usage, held = 0, None, None
-    async for line in lines:
-        if not line.startswith("data:"):
-            continue
-        payload = line.removeprefix("data:").strip()
-        if payload == "[DONE]":
-            break
-        event = _event(payload)
-        usage = event.get("usage") or usage
-        for text, logprobs, finish in _choices(event.get("choices") or []):
-            produced += len(logprobs)
-            delta = StreamDelta(text, logprobs, finish, 0, produced)
-            if finish:
-                held = delta
-            elif text or logprobs:
-                yield delta
-    if held is None:
-        raise RemoteLLMError(f"the remote stream for {model!r} ended before the answer did")
-    if usage:
-        held.prompt_tokens = int(usage.get("prompt_tokens", 0))
-        held.completion_tokens = int(usage.get("completion_tokens", produced))
-    else:
-        logger.warning("remote stream for %r carried no usage; prompt tokens unknown", model)
-    yield held
-
-
-def _event(payload: str) -> dict[str, Any]:
-    try:
-        event = json.loads(payload)
-    except ValueError as exc:
-        raise RemoteLLMError(f"malformed event in the remote stream: {payload[:200]!r}") from exc
-    if not isinstance(event, dict):
-        raise RemoteLLMError(f"malformed event in the remote stream: {payload[:200]!r}")
-    if "error" in event:  # vLLM reports failures mid-stream as an event
-        error = event["error"] if isinstance(event["error"], dict) else {"message": event["error"]}
-        raise RemoteLLMError(f"the remote stream failed: {error.get('message')}")
-    return event
-
-
-def _choices(choices: Iterable[Any]) -> Iterable[tuple[str, list[float], str | None]]:
-    for choice in choices:
-        if isinstance(choice, dict) and choice.get("index", 0) == 0:
-            text = (choice.get("delta") or {}).get("content") or ""
-            yield text, _logprobs(choice), choice.get("finish_reason")
