@@ -1,6 +1,6 @@
 """Router benchmarks on ../shared/data: every recipe beside the TF-IDF baseline, same run.
 
-    .venv/bin/python bench/router_bench.py --recipes tfidf,bert-tiny --datasets clinc,mmlu
+    .venv/bin/python bench/router_bench.py --recipes tfidf,hybrid --datasets clinc,mmlu
 
 CLINC150: train on clinc150/train.jsonl (the trainer holds out 10% of it, stratified, for
 early stopping, temperature and the abstain threshold), evaluate on clinc150/val.jsonl.
@@ -29,7 +29,8 @@ DATA = REPO.parent / "shared" / "data"
 #: recipe name -> train_router keyword arguments
 RECIPES: dict[str, dict[str, Any]] = {
     "tfidf": {"kind": "tfidf"},
-    "bert-tiny": {"kind": "bert"},
+    "hybrid": {"kind": "hybrid"},
+    "bert-tiny": {"kind": "bert", "epochs": 12},
     "minilm": {"kind": "bert", "base_model": "minilm", "epochs": 2},
     "minilm-l3": {"kind": "bert", "base_model": "minilm", "keep_layers": 3, "epochs": 2},
 }
@@ -99,7 +100,7 @@ _QUALITY = (
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--recipes", default="tfidf,bert-tiny", help=f"of {sorted(RECIPES)}")
+    parser.add_argument("--recipes", default="tfidf,hybrid", help=f"of {sorted(RECIPES)}")
     parser.add_argument("--datasets", default="clinc,mmlu", help="clinc and/or mmlu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3, help="speed repeats (median)")

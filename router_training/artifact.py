@@ -6,6 +6,7 @@ Layout::
                        abstain threshold, out-of-scope label, data hashes, metrics, file hashes
     README.md          model card (what it was trained on, how it scored)
     tfidf.json, tfidf.npz                      kind "tfidf"
+    + embed_vectors.npz, embed_tokenizer.json  kind "hybrid" (static MiniLM sentence vectors)
     config.json, model.safetensors | model.onnx, tokenizer.json, ...   kind "bert"
 
 ``load_router`` checks the manifest, every file's SHA-256 and runs one probe prediction, so a
@@ -45,6 +46,7 @@ CARD = "README.md"
 _REQUIRED_FILES: dict[str, tuple[tuple[str, ...], ...]] = {
     # each inner tuple: at least one of these must be listed and present
     "tfidf": (("tfidf.json",), ("tfidf.npz",)),
+    "hybrid": (("tfidf.json",), ("tfidf.npz",), ("embed_vectors.npz",), ("embed_tokenizer.json",)),
     "bert": (("config.json",), ("tokenizer.json",), ("model.safetensors", "model.onnx")),
 }
 
@@ -59,7 +61,7 @@ class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     format_version: int = Field(description="Artifact format version; this code reads 1.")
-    kind: Literal["tfidf", "bert"] = Field(description="Model family.")
+    kind: Literal["tfidf", "hybrid", "bert"] = Field(description="Model family.")
     runtime: Literal["sklearn", "torch", "onnx"] = Field(description="Inference engine.")
     labels: list[str] = Field(min_length=2, description="Output labels, in logit order.")
     boolean_labels: bool = Field(False, description="Labels came from booleans (true/false).")
@@ -258,7 +260,7 @@ def _check_files(path: Path, manifest: Manifest) -> None:
 
 
 def _load_scorer(path: Path, manifest: Manifest) -> Scorer:
-    if manifest.kind == "tfidf":
+    if manifest.kind in ("tfidf", "hybrid"):
         from router_training.tfidf import TfidfScorer
 
         return TfidfScorer.load(path)

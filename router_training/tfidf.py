@@ -1,7 +1,8 @@
 """The TF-IDF + logistic-regression router: fit, save as plain JSON/npz (no pickle), load.
 
 Word 1–2-grams and character 2–5-grams inside word boundaries, sublinear term frequency,
-multinomial logistic regression with balanced class weights.
+multinomial logistic regression with balanced class weights. The "hybrid" kind appends a
+static sentence vector (``static_embed.StaticEmbedder``) to the sparse features.
 """
 
 from __future__ import annotations
@@ -9,9 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from router_training.static_embed import StaticEmbedder
 
 __all__ = ["TFIDF_FILES", "TfidfScorer", "fit_tfidf"]
 
@@ -26,19 +30,32 @@ _VECTORIZERS: tuple[dict[str, Any], ...] = (
 class TfidfScorer:
     """Logits of a fitted TF-IDF + LR model; cheap for one query (two sparse transforms)."""
 
-    def __init__(self, vectorizers: list[Any], coef: np.ndarray, intercept: np.ndarray) -> None:
+    def __init__(
+        self,
+        vectorizers: list[Any],
+        coef: np.ndarray,
+        intercept: np.ndarray,
+        embedder: StaticEmbedder | None = None,
+        embed_weight: float = 1.0,
+    ) -> None:
         self._vectorizers = vectorizers
         self._coef_t = np.ascontiguousarray(coef.T)
         self._intercept = intercept
+        self._embedder = embedder
+        self._embed_weight = embed_weight
 
     @property
     def n_outputs(self) -> int:
         return max(2, self._coef_t.shape[1])
 
     def features(self, texts: Sequence[str]) -> Any:
-        from scipy.sparse import hstack
+        from scipy.sparse import csr_matrix, hstack
 
-        return hstack([v.transform(texts) for v in self._vectorizers], format="csr")
+        parts = [v.transform(texts) for v in self._vectorizers]
+        if self._embedder is not None:
+            dense = self._embedder.embed(texts) * self._embed_weight
+            parts.append(csr_matrix(dense.astype(np.float32)))
+        return hstack(parts, format="csr")
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         scores = np.asarray(self.features(texts) @ self._coef_t) + self._intercept
@@ -55,9 +72,15 @@ class TfidfScorer:
             vocabulary = {term: int(col) for term, col in vectorizer.vocabulary_.items()}
             meta.append({"params": params, "vocabulary": vocabulary})
             arrays[f"idf_{index}"] = vectorizer.idf_
-        (directory / "tfidf.json").write_text(json.dumps({"vectorizers": meta}))
+        embedding = None
+        files = list(TFIDF_FILES)
+        if self._embedder is not None:
+            embedding = {"weight": self._embed_weight, "dim": self._embedder.dim}
+            files += self._embedder.save(directory)
+        document = {"vectorizers": meta, "embedding": embedding}
+        (directory / "tfidf.json").write_text(json.dumps(document))
         np.savez(directory / "tfidf.npz", **arrays)  # type: ignore[arg-type]
-        return list(TFIDF_FILES)
+        return files
 
     @classmethod
     def load(cls, directory: Path) -> TfidfScorer:
@@ -75,24 +98,37 @@ class TfidfScorer:
                 if len(vectorizer.idf_) != len(vectorizer.vocabulary_):
                     raise ValueError(f"vectorizer {index}: idf and vocabulary sizes differ")
                 vectorizers.append(vectorizer)
-            return cls(vectorizers, arrays["coef"], arrays["intercept"])
+            embedder, weight = None, 1.0
+            if meta.get("embedding"):
+                from router_training.static_embed import StaticEmbedder
+
+                embedder, weight = StaticEmbedder.load(directory), meta["embedding"]["weight"]
+            return cls(vectorizers, arrays["coef"], arrays["intercept"], embedder, weight)
 
 
 def fit_tfidf(
-    texts: Sequence[str], targets: np.ndarray, *, seed: int, c: float = 10.0
+    texts: Sequence[str],
+    targets: np.ndarray,
+    *,
+    seed: int,
+    n_classes: int | None = None,
+    c: float = 10.0,
+    embedder: StaticEmbedder | None = None,
+    embed_weight: float = 1.0,
 ) -> TfidfScorer:
     """Fit the vectorizers and a class-weighted multinomial LR on integer targets."""
-    from scipy.sparse import hstack
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
     vectorizers = [TfidfVectorizer(**spec, dtype=np.float32) for spec in _VECTORIZERS]
-    features = hstack([v.fit_transform(texts) for v in vectorizers], format="csr")
+    for vectorizer in vectorizers:
+        vectorizer.fit(texts)
+    unfitted = TfidfScorer(vectorizers, np.zeros((1, 1)), np.zeros(1), embedder, embed_weight)
+    features = unfitted.features(texts)
     model = LogisticRegression(C=c, class_weight="balanced", max_iter=2000, random_state=seed)
     model.fit(features, targets)
-    n_classes = int(targets.max()) + 1
-    coef, intercept = _expand(model, n_classes)
-    return TfidfScorer(vectorizers, coef, intercept)
+    coef, intercept = _expand(model, n_classes or int(targets.max()) + 1)
+    return TfidfScorer(vectorizers, coef, intercept, embedder, embed_weight)
 
 
 def _expand(model: Any, n_classes: int) -> tuple[np.ndarray, np.ndarray]:

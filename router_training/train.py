@@ -36,11 +36,15 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["bert", "tfidf"] = Field("bert", description="Model family to train.")
+    kind: Literal["bert", "tfidf", "hybrid"] = Field(
+        "bert", description="Model family: encoder, TF-IDF + LR, or TF-IDF + static vectors + LR."
+    )
     seed: int = Field(0, description="Seed for splits, initialisation and data order.")
     epochs: int | None = Field(None, ge=1, description="Max epochs (None: the kind's default).")
     base_model: Path | None = Field(
-        None, description="Local Hugging Face encoder directory to fine-tune (bert kind)."
+        None,
+        description="Local HF encoder directory or 'minilm': fine-tuned (bert kind) or the "
+        "source of the static token vectors (hybrid kind, default minilm).",
     )
     teacher: Path | None = Field(
         None, description="Router artifact whose probabilities to distil into the student."
@@ -149,10 +153,13 @@ def _fit(
 ) -> dict[str, Any]:
     """Fit the model, save its files into ``staging``; return file names and val logits."""
     y_train = np.array([labels.index(label) for label in train.labels])
-    if config.kind == "tfidf":
+    if config.kind in ("tfidf", "hybrid"):
         from router_training.tfidf import fit_tfidf
 
-        scorer = fit_tfidf(train.texts, y_train, seed=config.seed)
+        embedder = _static_embedder(config, train) if config.kind == "hybrid" else None
+        scorer = fit_tfidf(
+            train.texts, y_train, seed=config.seed, n_classes=len(labels), embedder=embedder
+        )
         files = scorer.save(staging)
         val_logits = scorer.logits(held.texts)
         return {
@@ -165,6 +172,15 @@ def _fit(
     from router_training.bert import fit_encoder
 
     return fit_encoder(config, train, held, labels, staging)
+
+
+def _static_embedder(config: TrainConfig, train: LabelledData) -> Any:
+    from router_training.bert import resolve_base_model
+    from router_training.static_embed import StaticEmbedder
+
+    base = resolve_base_model(config.base_model or Path("minilm"))
+    assert base is not None
+    return StaticEmbedder.distil(base, train.texts, progress=config.progress)
 
 
 def _finish(

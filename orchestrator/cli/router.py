@@ -55,6 +55,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
 @click.option("--keep-layers", type=int, help="Keep only the first N layers of --base-model.")
 @click.option("--baseline", type=click.Choice(["tfidf"]), help="Train the TF-IDF + LR baseline.")
 @click.option(
+    "--kind",
+    type=click.Choice(["bert", "hybrid", "tfidf"]),
+    help="Model family (default bert; hybrid = TF-IDF + static MiniLM vectors + LR).",
+)
+@click.option(
     "--runtime",
     type=click.Choice(["auto", "torch", "onnx"]),
     default="auto",
@@ -97,7 +102,7 @@ def train(**kwargs: Any) -> None:
             kwargs["data"],
             kwargs["out"],
             val=kwargs["val"],
-            kind=kwargs["baseline"] or "bert",
+            kind=kwargs["baseline"] or kwargs["kind"] or "bert",
             seed=kwargs["seed"],
             epochs=kwargs["epochs"],
             text_field=kwargs["text_field"],
