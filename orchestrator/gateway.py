@@ -10,8 +10,9 @@ import json
 import logging
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from orchestrator.config import SpillwayConfig, TenantSettings
@@ -28,6 +29,7 @@ from orchestrator.protocol import ChatCompletionRequest
 from orchestrator.service import QueryService, QueryTrace
 
 log = logging.getLogger("spillway.gateway")
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class Gateway:
@@ -88,6 +90,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
     """Decode and validate a chat completion body; every failure is a 400 naming the field."""
+    return parse_model(ChatCompletionRequest, raw)
+
+
+def parse_model(model: type[ModelT], raw: bytes) -> ModelT:
+    """Decode a JSON object body and validate it as `model`; failures are 400s."""
     if not raw.strip():
         raise InvalidRequest("The request body is empty; send a JSON object.", code="empty_body")
     try:
@@ -110,7 +117,7 @@ def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
     try:
-        return ChatCompletionRequest.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise from_validation_error(exc) from None
 

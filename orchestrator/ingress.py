@@ -21,7 +21,7 @@ from orchestrator.errors import (
     ServiceUnavailable,
     SpillwayError,
 )
-from orchestrator.gateway import Gateway
+from orchestrator.gateway import Gateway, parse_model, read_body
 from orchestrator.ledger.export import jsonable_row
 from orchestrator.llm import (
     GenerationRequest,
@@ -32,7 +32,13 @@ from orchestrator.llm import (
     UnknownAdapterError,
 )
 from orchestrator.metrics import observe_ledger, render_metrics
-from orchestrator.protocol import AUTO_MODEL, ChatCompletionRequest, chunk_body, completion_body
+from orchestrator.protocol import (
+    AUTO_MODEL,
+    ChatCompletionRequest,
+    FeedbackRequest,
+    chunk_body,
+    completion_body,
+)
 from orchestrator.service import Backends, QueryTrace, new_query_id
 
 
@@ -109,6 +115,28 @@ def create_app(gateway: Gateway) -> FastAPI:
         if row is None or (row["tenant"] != tenant.name and not tenant.admin):
             raise NotFound(f"No query with id '{query_id}'.", param="query_id")
         return jsonable_row(row)
+
+    @app.post("/v1/feedback")
+    async def feedback(request: Request) -> dict[str, Any]:
+        """Store a judgement of an answer; the cascade's calibration learns from these."""
+        tenant = gateway.authenticate(request)
+        body = await read_body(request, gateway.config.limits.max_body_bytes)
+        parsed = parse_model(FeedbackRequest, body)
+        try:
+            score = parsed.resolved_score()
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), param="score") from None
+        row = await asyncio.to_thread(gateway.ledger.get, parsed.query_id)
+        if row is None or (row["tenant"] != tenant.name and not tenant.admin):
+            raise NotFound(f"No query with id '{parsed.query_id}'.", param="query_id")
+        feedback_id = await asyncio.to_thread(
+            gateway.ledger.add_feedback,
+            parsed.query_id,
+            score,
+            correct=parsed.correct,
+            comment=parsed.comment,
+        )
+        return {"id": feedback_id, "query_id": parsed.query_id, "score": score}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:

@@ -86,6 +86,23 @@ class ChatCompletionRequest(BaseModel):
         return self.max_completion_tokens or self.max_tokens
 
 
+class FeedbackRequest(BaseModel):
+    """A judgement of one answer: a score in [0, 1], or correct/incorrect (1 or 0)."""
+
+    model_config = ConfigDict(extra="forbid")
+    query_id: str = Field(min_length=1, description="The query's id (x-spillway-query-id).")
+    score: float | None = Field(None, ge=0, le=1, description="Quality of the answer, 0 to 1.")
+    correct: bool | None = Field(None, description="Whether the answer was right.")
+    comment: str | None = Field(None, max_length=2000, description="Free text, optional.")
+
+    def resolved_score(self) -> float:
+        if self.score is not None:
+            return self.score
+        if self.correct is not None:
+            return 1.0 if self.correct else 0.0
+        raise ValueError("send a score (0 to 1) or correct (true/false)")
+
+
 class SpillwayInfo(BaseModel):
     """Which model answered and why; added to every response as `spillway`."""
 

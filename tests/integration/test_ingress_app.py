@@ -132,3 +132,22 @@ def test_models_list(app: Any) -> None:
     client, _, _ = app
     ids = [m["id"] for m in client.get("/v1/models", headers=KEY).json()["data"]]
     assert ids == ["auto", "small", "legal", "large"]
+
+
+def test_feedback_is_stored_for_own_queries_only(app: Any) -> None:
+    client, ledger, _ = app
+    query_id = _chat(client, {"model": "auto", "messages": MSG}).json()["spillway"]["query_id"]
+    ledger.flush()
+    stored = client.post("/v1/feedback", json={"query_id": query_id, "correct": False}, headers=KEY)
+    assert stored.status_code == 200 and stored.json()["score"] == 0.0
+    assert [f["score"] for f in ledger.feedback(query_id)] == [0.0]
+    other = client.post(
+        "/v1/feedback",
+        json={"query_id": query_id, "score": 1},
+        headers={"Authorization": "Bearer k2"},
+    )
+    assert other.status_code == 404
+    bad = client.post("/v1/feedback", json={"query_id": query_id, "score": 1.5}, headers=KEY)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "score"
+    empty = client.post("/v1/feedback", json={"query_id": query_id}, headers=KEY)
+    assert empty.status_code == 400 and empty.json()["error"]["param"] == "score"
