@@ -79,16 +79,17 @@ def test_legal_question_lands_on_legal_adapter(service: RunningService) -> None:
 
 
 def test_threshold_one_escalates_and_ledger_matches(service: RunningService) -> None:
+    # Named adapter: the router is skipped, so the route is exactly `code` (threshold 1.0).
     raw = _ask(
         service,
-        model="auto",
+        model="code",
         messages=[{"role": "user", "content": CODE_QUESTION}],
         max_tokens=16,
         temperature=0,
     )
     completion = raw.parse()
     info = completion.model_extra["spillway"]
-    assert info["route"] == "code"
+    assert info["route"] == "code" and info["adapter"] == "code"
     assert info["escalated"] is True
     assert info["reason"] == "low_confidence"
     assert completion.model == "spillway-large"
