@@ -81,3 +81,12 @@ def test_encoder_fine_tune_from_a_local_base(tiny_encoder: Path, tmp_path: Path)
     assert manifest.pooling == "mean" and manifest.max_length == 24
     assert report.metrics["examples"] == 120
     assert load_router(tmp_path / "b").predict(["hi"])[0].label in report.labels
+
+
+def test_bert_tiny_from_scratch_is_repeatable_with_a_seed(tmp_path: Path) -> None:
+    def train(name: str) -> str:
+        return train_router(
+            DOMAINS_SAMPLE, tmp_path / name, kind="bert", epochs=1, max_length=24, progress=False
+        ).version
+
+    assert train("a") == train("b")

@@ -117,3 +117,13 @@ def test_retraining_replaces_an_artifact_but_not_other_directories(tmp_path: Pat
     with pytest.raises(FileExistsError, match="refusing"):
         train_router(DOMAINS_SAMPLE, other, kind="tfidf", progress=False)
     assert (other / "keep.txt").read_text() == "mine"
+
+
+def test_single_query_fast_path_matches_the_batch_path(artifact: Path) -> None:
+    import numpy as np
+
+    router = load_router(artifact)
+    texts = ["How do I sue my landlord?", "", "zzzz qqq", "Quiz me on black holes."]
+    batch = router.probabilities(texts)
+    single = np.concatenate([router.probabilities([text]) for text in texts])
+    assert np.allclose(batch, single, atol=1e-5)
