@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from router_training.fast_tfidf import FastVectorizer
+
 if TYPE_CHECKING:
     from router_training.static_embed import StaticEmbedder
 
@@ -43,7 +45,7 @@ class TfidfScorer:
         self._intercept = intercept
         self._embedder = embedder
         self._embed_weight = embed_weight
-        self._fast = [_FastVectorizer(v) for v in vectorizers] if coef.shape[0] > 1 else None
+        self._fast = [FastVectorizer(v) for v in vectorizers]
 
     @property
     def n_outputs(self) -> int:
@@ -59,16 +61,26 @@ class TfidfScorer:
         return hstack(parts, format="csr")
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
-        if len(texts) == 1 and self._fast is not None:
-            return self._single(texts[0])[None, :]
-        scores = np.asarray(self.features(texts) @ self._coef_t) + self._intercept
+        """Scores without sklearn's transform (same numbers, a fraction of the time)."""
+        scores = self._single(texts[0])[None, :] if len(texts) == 1 else self._batch(texts)
         if scores.shape[1] == 1:  # binary LR scores the second class only
             scores = np.hstack([np.zeros_like(scores), scores])
         return scores  # type: ignore[no-any-return]
 
+    def _batch(self, texts: Sequence[str]) -> np.ndarray:
+        scores = np.tile(self._intercept.astype(np.float64), (len(texts), 1))
+        offset = 0
+        for fast in self._fast:
+            block = self._coef_t[offset : offset + fast.size]
+            scores += np.asarray(fast.transform_many(texts) @ block)
+            offset += fast.size
+        if self._embedder is not None:
+            dense = self._embedder.embed(texts) * self._embed_weight
+            scores += dense @ self._coef_t[offset:]
+        return scores
+
     def _single(self, text: str) -> np.ndarray:
-        """One query without scipy: sklearn's per-call overhead is ~1 ms per vectorizer."""
-        assert self._fast is not None
+        """One query without scipy: its per-call overhead is ~1 ms per vectorizer."""
         scores = self._intercept.astype(np.float64)
         offset = 0
         for fast in self._fast:
@@ -122,36 +134,6 @@ class TfidfScorer:
 
                 embedder, weight = StaticEmbedder.load(directory), meta["embedding"]["weight"]
             return cls(vectorizers, arrays["coef"], arrays["intercept"], embedder, weight)
-
-
-class _FastVectorizer:
-    """What a fitted ``TfidfVectorizer`` computes for one text (l2 norm, optional sublinear
-    tf), with plain dict lookups."""
-
-    def __init__(self, vectorizer: Any) -> None:
-        if vectorizer.norm != "l2" or vectorizer.binary:
-            raise ValueError("fast path supports norm='l2', binary=False")
-        self._analyze = vectorizer.build_analyzer()
-        self._vocabulary = vectorizer.vocabulary_
-        self._idf = np.asarray(vectorizer.idf_, dtype=np.float64)
-        self._sublinear = bool(vectorizer.sublinear_tf)
-        self.size = len(self._vocabulary)
-
-    def transform(self, text: str) -> tuple[list[int], np.ndarray]:
-        counts: dict[int, int] = {}
-        vocabulary = self._vocabulary
-        for term in self._analyze(text):
-            column = vocabulary.get(term)
-            if column is not None:
-                counts[column] = counts.get(column, 0) + 1
-        if not counts:
-            return [], np.zeros(0)
-        columns = list(counts)
-        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(columns))
-        if self._sublinear:
-            tf = np.log(tf) + 1.0
-        values = tf * self._idf[columns]
-        return columns, values / np.linalg.norm(values)
 
 
 def fit_tfidf(
