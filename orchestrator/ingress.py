@@ -100,8 +100,15 @@ def create_app(gateway: Gateway) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/readyz")
-    async def readyz() -> dict[str, str]:
-        return {"status": "ready"}
+    async def readyz() -> Response:
+        """200 when the router and both models answer a health check within 10 s, else 503."""
+        check = gateway.service.backends.ready
+        try:
+            details = await asyncio.wait_for(check(), 10) if check else {}
+        except Exception as exc:
+            error = ServiceUnavailable(f"Not ready: {type(exc).__name__}: {exc}")
+            return error_response(error)
+        return JSONResponse({"status": "ready", **details})
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
@@ -319,4 +326,10 @@ def handle_backends(router: Any, small: Any, large: Any) -> Backends:
     def large_stream(request: GenerationRequest) -> AsyncIterator[StreamDelta]:
         return large.options(stream=True).stream.remote(request)  # type: ignore[no-any-return]
 
-    return Backends(route, small_generate, small_stream, large_generate, large_stream)
+    async def ready() -> dict[str, Any]:
+        router_info, _, _ = await asyncio.gather(
+            router.info.remote(), small.check_health.remote(), large.check_health.remote()
+        )
+        return {"router_version": router_info["artifact_version"]}
+
+    return Backends(route, small_generate, small_stream, large_generate, large_stream, ready)

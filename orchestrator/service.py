@@ -32,6 +32,7 @@ class Backends:
     small_stream: Callable[[GenerationRequest], AsyncIterator[StreamDelta]]
     large_generate: Callable[[GenerationRequest], Awaitable[GenerationResult]]
     large_stream: Callable[[GenerationRequest], AsyncIterator[StreamDelta]]
+    ready: Callable[[], Awaitable[dict[str, Any]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def new_query_id() -> str:
 class QueryService:
     def __init__(self, config: SpillwayConfig, backends: Backends):
         self._config = config
-        self._backends = backends
+        self.backends = backends
         self._small_name = config.small.served_name
         self._large_name = config.large.served_name
         self._adapters = set(config.small.adapter_names())
@@ -144,7 +145,7 @@ class QueryService:
     # ----- the stages ---------------------------------------------------------------------------
     async def _route(self, trace: QueryTrace, request: ChatCompletionRequest) -> None:
         started = time.perf_counter()
-        result = await self._backends.route(routing_text(request))
+        result = await self.backends.route(routing_text(request))
         trace.latency_ms["router"] = _ms_since(started)
         label, probability = _get(result, "label"), float(_get(result, "probability"))
         trace.route, trace.route_probability = label, probability
@@ -184,7 +185,7 @@ class QueryService:
         if target.kind == "large":
             return await self._run_large(trace, gen, REASON_REQUESTED_LARGE)
         started = time.perf_counter()
-        small = await self._backends.small_generate(gen)
+        small = await self.backends.small_generate(gen)
         trace.latency_ms["small"] = _ms_since(started)
         trace.small_usage = Usage(small.prompt_tokens, small.completion_tokens)
         if not self.decide(trace, small.token_logprobs).escalate:
@@ -199,7 +200,7 @@ class QueryService:
         trace.escalated = reason != REASON_REQUESTED_LARGE
         trace.reason = reason
         started = time.perf_counter()
-        large = await self._backends.large_generate(_with_adapter(gen, None))
+        large = await self.backends.large_generate(_with_adapter(gen, None))
         trace.latency_ms["large"] = _ms_since(started)
         trace.large_usage = Usage(large.prompt_tokens, large.completion_tokens)
         trace.answered_by = large.model
@@ -219,7 +220,7 @@ class QueryService:
         if target.kind == "large":
             return self._stream_large(trace, gen, REASON_REQUESTED_LARGE)
         started = time.perf_counter()
-        held = [delta async for delta in self._backends.small_stream(gen)]
+        held = [delta async for delta in self.backends.small_stream(gen)]
         trace.latency_ms["small"] = _ms_since(started)
         last = held[-1]
         trace.small_usage = Usage(last.prompt_tokens, last.completion_tokens)
@@ -243,7 +244,7 @@ class QueryService:
     ) -> AsyncIterator[StreamDelta]:
         started = time.perf_counter()
         last: StreamDelta | None = None
-        async for delta in self._backends.large_stream(gen):
+        async for delta in self.backends.large_stream(gen):
             last = delta
             yield delta
         trace.latency_ms["large"] = _ms_since(started)

@@ -138,6 +138,12 @@ def test_naming_an_adapter_or_the_large_model_skips_the_router(service: RunningS
     assert large.model_extra["spillway"]["reason"] == "requested_large"
 
 
+def test_readyz_checks_router_and_engines(service: RunningService) -> None:
+    response = httpx.get(f"{service.base_url}/readyz", timeout=30)
+    assert response.status_code == 200
+    assert len(response.json()["router_version"]) == 12
+
+
 def test_models_lists_base_adapters_and_large(service: RunningService) -> None:
     ids = {m.id for m in service.client().models.list()}
     assert {"auto", "spillway-small", "legal", "medical", "code", "spillway-large"} <= ids

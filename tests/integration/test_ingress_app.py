@@ -151,3 +151,8 @@ def test_feedback_is_stored_for_own_queries_only(app: Any) -> None:
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "score"
     empty = client.post("/v1/feedback", json={"query_id": query_id}, headers=KEY)
     assert empty.status_code == 400 and empty.json()["error"]["param"] == "score"
+
+
+def test_readyz_reports_backend_health(app: Any) -> None:
+    client, _, _ = app
+    assert client.get("/readyz").status_code == 200  # no readiness check configured
