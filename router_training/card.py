@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from router_training.artifact import Manifest
+from router_training.metric_names import QUALITY_METRICS
 
 __all__ = ["write_card"]
 
@@ -46,18 +47,7 @@ def write_card(directory: Path, manifest: Manifest, label_counts: dict[str, int]
         "## Validation results",
         "| metric | value |",
         "|---|---|",
-        *[
-            f"| {key} | {_fmt(metrics.get(key))} |"
-            for key in (
-                "accuracy",
-                "macro_f1",
-                "in_scope_accuracy",
-                "oos_recall",
-                "abstain_rate",
-                "accepted_accuracy",
-                "ece",
-            )
-        ],
+        *[f"| {key} | {_fmt(metrics.get(key))} |" for key in QUALITY_METRICS],
         "",
         "## Training parameters",
         *[f"- {key}: `{value}`" for key, value in sorted(manifest.params.items())],

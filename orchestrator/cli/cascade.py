@@ -90,19 +90,22 @@ def _mode(mode: str | None, scorer_dir: Path | None) -> Mode:
     return "route" if chosen == "route" else "cascade"
 
 
-@click.group()
-def cascade() -> None:
-    """Evaluate and calibrate the cascade on outcome data, and build outcome files."""
-
-
-@cascade.command("eval", short_help="APGR, CPT and savings of a score on outcome data.")
-@click.option(
+_outcomes_option = click.option(
     "--outcomes",
     "outcomes_path",
     required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help=_OUTCOMES_HELP,
 )
+
+
+@click.group()
+def cascade() -> None:
+    """Evaluate and calibrate the cascade on outcome data, and build outcome files."""
+
+
+@cascade.command("eval", short_help="APGR, CPT and savings of a score on outcome data.")
+@_outcomes_option
 @_score_options
 @click.option(
     "--thresholds",
@@ -177,13 +180,7 @@ def eval_command(
 
 
 @cascade.command("calibrate", short_help="Write thresholds that meet a target.")
-@click.option(
-    "--outcomes",
-    "outcomes_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help=_OUTCOMES_HELP,
-)
+@_outcomes_option
 @click.option(
     "--target",
     required=True,

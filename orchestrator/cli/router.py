@@ -10,14 +10,10 @@ from typing import Any
 
 import click
 
+from router_training.metric_names import QUALITY_METRICS
+
 _SUMMARY_KEYS = (
-    "accuracy",
-    "macro_f1",
-    "in_scope_accuracy",
-    "oos_recall",
-    "abstain_rate",
-    "accepted_accuracy",
-    "ece",
+    *QUALITY_METRICS,
     "abstain_threshold",
     "latency_ms_p50",
     "latency_ms_p99",
