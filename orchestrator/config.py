@@ -6,6 +6,8 @@ Relative paths in a config file are resolved against the directory of that file,
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,6 +25,7 @@ from orchestrator.settings import (
     Strict,
     TenantSettings,
 )
+from orchestrator.tenancy import check_tenant_adapters
 
 __all__ = [
     "ConfigError",
@@ -50,15 +53,16 @@ class SpillwayConfig(Strict):
     @field_validator("tenants")
     @classmethod
     def _keys_are_unique(cls, tenants: list[TenantSettings]) -> list[TenantSettings]:
-        seen: dict[str, str] = {}
-        for tenant in tenants:
-            for digest in tenant.key_digests():
-                if digest in seen:
-                    raise ValueError(
-                        f"an API key of tenant {tenant.name!r} is also a key of {seen[digest]!r}"
-                    )
-                seen[digest] = tenant.name
+        names = [tenant.name for tenant in tenants]
+        if len(set(names)) != len(names):
+            raise ValueError("tenant names must be unique (the ledger keys rows by name)")
+        _unique_keys({t.name: t.key_digests() for t in tenants})
         return tenants
+
+    @model_validator(mode="after")
+    def _tenant_adapters(self) -> SpillwayConfig:
+        check_tenant_adapters(self.tenants, self.router.adapters, self.small.adapter_names())
+        return self
 
     @model_validator(mode="after")
     def _adapters_exist(self) -> SpillwayConfig:
@@ -74,8 +78,20 @@ class SpillwayConfig(Strict):
             raise ValueError("small and large served_name and adapter names must all differ")
         return self
 
-    def tenant_by_key_digest(self) -> dict[str, TenantSettings]:
-        return {digest: t for t in self.tenants for digest in t.key_digests()}
+    def tenant_by_key_digest(
+        self, environ: Mapping[str, str] | None = None
+    ) -> dict[str, TenantSettings]:
+        """Key digest -> tenant, including the keys in `api_keys_env` variables (read from
+        `environ`, default os.environ). ConfigError names a missing variable or a key two
+        tenants share; key values never appear in messages."""
+        env = os.environ if environ is None else environ
+        try:
+            digests = {t.name: t.key_digests() | t.env_key_digests(env) for t in self.tenants}
+            _unique_keys(digests)
+        except ValueError as exc:
+            raise ConfigError("tenants", [str(exc)]) from None
+        by_name = {t.name: t for t in self.tenants}
+        return {digest: by_name[name] for name, keys in digests.items() for digest in keys}
 
     def price_table(self) -> dict[str, Decimal]:
         """Prices per million tokens, for display."""
@@ -85,6 +101,15 @@ class SpillwayConfig(Strict):
             "large_input": self.large.price.input_per_million,
             "large_output": self.large.price.output_per_million,
         }
+
+
+def _unique_keys(digests: dict[str, set[str]]) -> None:
+    seen: dict[str, str] = {}
+    for name, keys in digests.items():
+        for digest in keys:
+            if digest in seen:
+                raise ValueError(f"an API key of tenant {name!r} is also a key of {seen[digest]!r}")
+            seen[digest] = name
 
 
 class ConfigError(Exception):

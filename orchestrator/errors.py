@@ -67,6 +67,24 @@ class PayloadTooLarge(SpillwayError):
     code = "request_too_large"
 
 
+class TooManyRequests(SpillwayError):
+    """429 with Retry-After: a tenant's rate limit (OpenAI's `rate_limit_exceeded`) or
+    monthly budget (`insufficient_quota`, as OpenAI answers an exhausted quota)."""
+
+    status = 429
+    error_type = "requests"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: int, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.retry_after_s = max(1, retry_after_s)
+        if self.code == "insufficient_quota":
+            self.error_type = "insufficient_quota"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
 class ServiceUnavailable(SpillwayError):
     status = 503
     error_type = "server_error"

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from orchestrator.config import SpillwayConfig, TenantSettings
+from orchestrator.dashboard.source import StatsSource
+from orchestrator.dashboard.stats_tenants import spend_reader
 from orchestrator.errors import (
     InvalidRequest,
     PayloadTooLarge,
@@ -26,6 +28,7 @@ from orchestrator.errors import (
 from orchestrator.ledger import Ledger, LedgerRow
 from orchestrator.metrics import observe_query
 from orchestrator.protocol import ChatCompletionRequest
+from orchestrator.quota import Admission
 from orchestrator.service import QueryService, QueryTrace
 
 log = logging.getLogger("spillway.gateway")
@@ -40,6 +43,8 @@ class Gateway:
         self.service = service
         self.ledger = ledger
         self._tenants = config.tenant_by_key_digest()
+        self.usage_source = StatsSource(config.ledger.resolved_url())
+        self.admission = Admission(config.tenants, spend_reader(self.usage_source))
 
     # ----- authentication -----------------------------------------------------------------------
     def authenticate(self, request: Request) -> TenantSettings:
@@ -55,6 +60,10 @@ class Gateway:
             raise Unauthorized("Incorrect API key provided.")
         return tenant
 
+    async def admit(self, tenant: TenantSettings) -> None:
+        """429 when the tenant is over its monthly budget or request rate (quota.py)."""
+        await self.admission.admit(tenant)
+
     # ----- request body -------------------------------------------------------------------------
     async def read_chat_request(self, request: Request) -> ChatCompletionRequest:
         raw = await read_body(request, self.config.limits.max_body_bytes)
@@ -67,6 +76,7 @@ class Gateway:
         Never raises into the request path."""
         row = ledger_row(trace, status=status, error=error)
         self.ledger.record(row)
+        self.admission.charge(row.tenant, row.cost_usd)
         try:
             observe_query(row)
         except Exception:  # metrics must never fail a query

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchestrator.dashboard import dashboard_router
+from orchestrator.dashboard.tenants import tenants_router
 from orchestrator.errors import (
     GatewayTimeout,
     InvalidRequest,
@@ -33,7 +34,6 @@ from orchestrator.llm import (
 )
 from orchestrator.metrics import observe_ledger, render_metrics
 from orchestrator.protocol import (
-    AUTO_MODEL,
     ChatCompletionRequest,
     FeedbackRequest,
     chunk_body,
@@ -88,6 +88,10 @@ def create_app(gateway: Gateway) -> FastAPI:
         )
     )
 
+    app.include_router(
+        tenants_router(gateway.usage_source, gateway.config.tenants, authorize=gateway.authenticate)
+    )
+
     @app.get("/metrics")
     async def metrics() -> Response:
         """Prometheus exposition (no key: scrapers run inside the cluster's network)."""
@@ -112,8 +116,8 @@ def create_app(gateway: Gateway) -> FastAPI:
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
-        gateway.authenticate(request)
-        return {"object": "list", "data": model_cards(gateway)}
+        tenant = gateway.authenticate(request)
+        return {"object": "list", "data": model_cards(gateway, tenant.name)}
 
     @app.get("/v1/queries/{query_id}")
     async def query_row(query_id: str, request: Request) -> dict[str, Any]:
@@ -150,6 +154,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         tenant = gateway.authenticate(request)
         trace = QueryTrace(new_query_id(), tenant.name, model_requested="", stream=False)
         try:
+            await gateway.admit(tenant)  # before the body is read: a refusal runs nothing
             parsed = await gateway.read_chat_request(request)
             trace.model_requested, trace.stream = parsed.model, parsed.stream
             timeout = gateway.config.server.request_timeout_s
@@ -166,24 +171,19 @@ def create_app(gateway: Gateway) -> FastAPI:
     return app
 
 
-def model_cards(gateway: Gateway) -> list[dict[str, Any]]:
-    config = gateway.config
+def model_cards(gateway: Gateway, tenant: str) -> list[dict[str, Any]]:
+    """The models `tenant` may name: never another tenant's private adapters."""
     created = int(time.time())
-    cards: list[tuple[str, str, str | None]] = [(AUTO_MODEL, "spillway", None)]
-    small = config.small.served_name
-    cards.append((small, "small", None))
-    cards += [(adapter, "adapter", small) for adapter in config.small.adapter_names()]
-    cards.append((config.large.served_name, "large", None))
     return [
         {
-            "id": name,
+            "id": card.name,
             "object": "model",
             "created": created,
             "owned_by": "spillway",
-            "spillway_role": role,
-            "parent": parent,
+            "spillway_role": card.role,
+            "parent": card.parent,
         }
-        for name, role, parent in cards
+        for card in gateway.service.catalog.models_of(tenant)
     ]
 
 

@@ -19,6 +19,7 @@ from orchestrator.config import SpillwayConfig
 from orchestrator.errors import InvalidRequest, NotFound
 from orchestrator.llm import GenerationRequest, GenerationResult, StreamDelta
 from orchestrator.protocol import AUTO_MODEL, ChatCompletionRequest, SpillwayInfo
+from orchestrator.tenancy import AdapterCatalog
 
 REASON_REQUESTED_LARGE = "requested_large"
 
@@ -95,19 +96,26 @@ class QueryService:
         self.backends = backends
         self._small_name = config.small.served_name
         self._large_name = config.large.served_name
-        self._adapters = set(config.small.adapter_names())
+        self.catalog = AdapterCatalog.build(
+            small=self._small_name,
+            large=self._large_name,
+            adapters=config.small.adapter_names(),
+            routes=config.router.adapters,
+            tenants=config.tenants,
+        )
 
     # ----- request preparation -------------------------------------------------------------
-    def resolve_target(self, model: str) -> Target:
+    def resolve_target(self, model: str, tenant: str | None = None) -> Target:
+        """What `model` means for `tenant`; another tenant's adapter is an unknown model."""
         if model == AUTO_MODEL:
             return Target("auto")
         if model == self._small_name:
             return Target("small")
         if model == self._large_name:
             return Target("large")
-        if model in self._adapters:
+        if model in self.catalog.adapters_of(tenant):
             return Target("small", adapter=model)
-        known = ", ".join(sorted({AUTO_MODEL, self._small_name, self._large_name, *self._adapters}))
+        known = ", ".join(sorted(self.catalog.model_names(tenant)))
         raise NotFound(
             f"The model '{model}' does not exist. Available: {known}.",
             param="model",
@@ -152,13 +160,13 @@ class QueryService:
         trace.router_version = _get(result, "artifact_version", None)
         confident = not _get(result, "abstained", False)
         if confident and probability >= self._config.router.min_probability:
-            trace.adapter = self._config.router.adapters.get(label)
+            trace.adapter = self.catalog.adapter_for_label(trace.tenant, label)
 
     async def prepare(
         self, request: ChatCompletionRequest, trace: QueryTrace
     ) -> tuple[Target, GenerationRequest]:
         """Resolve the target and route; returns what the small (or large) model is asked."""
-        target = self.resolve_target(request.model)
+        target = self.resolve_target(request.model, trace.tenant)
         probe = self.generation_request(request, trace.query_id, None)  # validates limits
         if target.kind == "auto":
             await self._route(trace, request)
