@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cascade.policy import CascadePolicy, RoutePolicy
 from orchestrator.settings import (
@@ -36,6 +36,8 @@ __all__ = [
 
 
 class SpillwayConfig(Strict):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # no API keys in errors
+
     server: ServerSettings = Field(default_factory=ServerSettings, description="HTTP and Ray.")
     tenants: Annotated[list[TenantSettings], Field(min_length=1)] = Field(
         description="Who may call the service, by API key."

@@ -6,8 +6,12 @@ import signal
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from orchestrator.config import SpillwayConfig
 
 
 @click.command("serve")
@@ -27,6 +31,7 @@ def serve(config_path: str, host: str | None, port: int | None) -> None:
     from orchestrator.runtime import check_local_files, start, stop
 
     config = load_or_exit(config_path)
+    _check_keys(config)
     missing = check_local_files(config)
     if missing:
         click.echo("These files of the config are missing:\n  " + "\n  ".join(missing), err=True)
@@ -47,6 +52,17 @@ def serve(config_path: str, host: str | None, port: int | None) -> None:
     finally:
         click.echo("Stopping Spillway...", err=True)
         stop()
+
+
+def _check_keys(config: SpillwayConfig) -> None:
+    """Fail before starting Ray when an api_keys_env variable is missing (names only)."""
+    from orchestrator.config import ConfigError
+
+    try:
+        config.tenant_by_key_digest()
+    except ConfigError as exc:
+        click.echo(f"API keys: {'; '.join(exc.problems)}", err=True)
+        sys.exit(2)
 
 
 def _on_stop_signals(stopping: threading.Event) -> None:
