@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,19 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from orchestrator.dashboard import dashboard_router, sample
+from orchestrator.dashboard import StatsSource, dashboard_router, sample
+from orchestrator.dashboard.tenants import tenants_router
 from orchestrator.errors import NotFound, SpillwayError, Unauthorized
 from orchestrator.ledger import Ledger
+from orchestrator.settings import TenantSettings
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 ADMIN_KEY, USER_KEY = "sk-admin-browser", "sk-user-browser"
+TENANTS = [
+    TenantSettings(name="acme", api_keys=[USER_KEY], monthly_budget_usd=Decimal("1.00")),
+    TenantSettings(name="beta", api_keys=["sk-beta"], requests_per_minute=60),
+]
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -99,6 +106,7 @@ def _app(ledger: Ledger, url: str) -> FastAPI:
         }
 
     app.include_router(dashboard_router(url, authorize=_authorize, policy=sample.THRESHOLDS))
+    app.include_router(tenants_router(StatsSource(url), TENANTS, authorize=_authorize))
     return app
 
 
@@ -183,6 +191,14 @@ def test_dashboard_in_chromium(server: str, page: Any) -> None:
     _text(page, "#w-value", "0.90")
     _text(page, "#w-projected-rate", "83.3%")  # 5 of math's 6 queries
     _text(page, "#w-projected-cost", "$0.1420")
+
+    this_month = (datetime.now(UTC) - timedelta(days=2)).day < datetime.now(UTC).day
+    acme = "#tenants-table tbody tr:first-child"
+    _text(page, f"{acme} td:first-child", "acme")
+    _text(page, f"{acme} td:nth-child(3)", "$1.00")
+    _text(page, f"{acme} td:nth-child(4)", "$0.0790" if this_month else "$0.0000")
+    _text(page, f"{acme} td:nth-child(5)", "7.9%" if this_month else "0.0%")
+    _text(page, "#tenants-table tbody tr:nth-child(2) td:nth-child(2)", "60")
 
     page.click("#expensive-table a[data-query=q-a2]")
     sync_api.expect(page.locator("#row-json")).to_contain_text('"query_id": "q-a2"')

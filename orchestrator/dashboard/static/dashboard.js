@@ -194,6 +194,27 @@ function renderQueries(el, data) {
       q.escalation_reason || (q.status === "ok" ? "–" : q.status), usd(q.cost_usd), usd(q.baseline_cost_usd)]));
 }
 
+// Limits and this month's spend per tenant; hidden when the server has no tenants endpoint.
+async function loadTenants(f) {
+  let data;
+  try {
+    data = await api("/v1/stats/tenants", { tenant: f.tenant });
+  } catch (error) {
+    if (error instanceof AuthError) throw error;
+    $("tenants-panel").hidden = true;
+    return;
+  }
+  $("tenants-panel").hidden = false;
+  $("tenants-note").textContent = `This calendar month: ${when(data.month.since)} to ${when(data.month.until)} (UTC).`;
+  const limit = (v, none, format) => (v === null ? none : format(v));
+  table($("tenants-table"), [["Tenant"], ["Requests/min", 1], ["Monthly budget", 1], ["Spent", 1], ["Used", 1],
+    ["Queries", 1], ["Refused: rate", 1], ["Refused: budget", 1]],
+  data.tenants.map((t) => [t.admin ? `${t.tenant} (admin)` : t.tenant,
+    limit(t.requests_per_minute, "no limit", int), limit(t.monthly_budget_usd, "no budget", usd),
+    usd(t.spent_usd), pct(t.budget_used), int(t.queries), int(t.rejected.rate_limit), int(t.rejected.budget)]),
+  "No configured tenant matches.");
+}
+
 async function load() {
   const f = filters();
   $("status").className = "status";
@@ -210,6 +231,7 @@ async function load() {
     renderQueries($("expensive-table"), expensive);
     renderQueries($("latest-table"), latest);
     await loadWhatIf();
+    await loadTenants(f);
     $("status").textContent = `Updated ${new Date().toLocaleTimeString()}`;
   } catch (error) {
     handleError(error);
