@@ -211,3 +211,21 @@ def test_limits_are_validated() -> None:
     assert any(p.startswith("tenants.0.requests_per_minute") for p in found)
     found = problems([{"name": "a", "api_keys": ["k"], "monthly_budget_usd": "-1"}])
     assert any(p.startswith("tenants.0.monthly_budget_usd") for p in found)
+
+
+def test_production_config_tenants() -> None:
+    from pathlib import Path
+
+    from orchestrator.config import load_config
+
+    config = load_config(Path(__file__).resolve().parents[2] / "serve_config" / "production.yaml")
+    catalog = QueryService(config, FakeModels(0.9, {}).backends()).catalog
+    assert catalog.adapter_for_label("acme", "legal") == "acme-legal"
+    assert catalog.adapter_for_label("globex", "legal") == "legal"
+    assert "acme-legal" not in catalog.adapters_of("globex")
+    with pytest.raises(ConfigError, match="SPILLWAY_KEY_OPS"):
+        config.tenant_by_key_digest({})
+    env = {"SPILLWAY_KEY_OPS": "o", "SPILLWAY_KEY_ACME": "a", "SPILLWAY_KEY_GLOBEX": "g"}
+    table = config.tenant_by_key_digest(env)
+    assert {t.name for t in table.values()} == {"ops", "acme", "globex"}
+    assert table[sha("a")].monthly_budget_usd == 5000
