@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
@@ -93,10 +94,14 @@ async def _next(deltas: AsyncIterator[StreamDelta], timeout_s: float) -> StreamD
 
 
 async def _close(deltas: AsyncIterator[StreamDelta]) -> None:
-    closer = getattr(deltas, "aclose", None)
+    """Stop a stream we give up on: an async generator's aclose(), or cancel() of a Serve
+    DeploymentResponseGenerator (which cancels the request on the replica)."""
+    closer = getattr(deltas, "aclose", None) or getattr(deltas, "cancel", None)
     if closer is not None:
         with contextlib.suppress(Exception):  # the stream already failed; best effort
-            await closer()
+            result = closer()
+            if inspect.isawaitable(result):
+                await result
 
 
 async def _first(
