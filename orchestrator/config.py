@@ -157,6 +157,8 @@ def _resolve_paths(config: SpillwayConfig, base: Path) -> SpillwayConfig:
     url = config.ledger.url
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         config.ledger.url = "sqlite:///" + resolve(url.removeprefix("sqlite:///"))
+    if config.ledger.spool_file:
+        config.ledger.spool_file = resolve(config.ledger.spool_file)
     return config
 
 

@@ -168,4 +168,6 @@ def ledger_row(trace: QueryTrace, *, status: int, error: SpillwayError | None) -
         latency_small_ms=trace.latency_ms.get("small"),
         latency_large_ms=trace.latency_ms.get("large"),
         latency_total_ms=trace.latency_ms.get("total"),
+        degraded=trace.degraded,
+        faults=",".join(trace.faults) or None,
     )

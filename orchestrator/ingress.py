@@ -6,7 +6,6 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -293,7 +292,7 @@ class SpillwayIngress:
         from orchestrator.service import QueryService
 
         config = SpillwayConfig.model_validate(config_data)
-        spool = Path(config.server.state_dir) / "ledger-spool.jsonl"
+        spool = config.ledger.spool_path(config.server.state_dir)  # one per database
         ledger = Ledger(config.ledger.resolved_url(), spool_path=spool)
         ledger.start(require_database=False)  # serve during a ledger outage; rows spool
         service = QueryService(config, handle_backends(router, small, large))

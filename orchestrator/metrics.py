@@ -75,6 +75,14 @@ class SpillwayMetrics:
             "spillway_escalations", "Queries escalated to the large model, by reason.",
             ["tenant", "route", "reason"], registry=r,
         )  # fmt: skip
+        self.degraded = Counter(
+            "spillway_degraded", "Low-confidence small answers returned because the large "
+            "model failed.", ["tenant", "route"], registry=r,
+        )  # fmt: skip
+        self.faults = Counter(
+            "spillway_backend_faults", "Queries during which a deployment failed or timed out, "
+            "by stage (router, small, large) and query status.", ["stage", "status"], registry=r,
+        )  # fmt: skip
         self.cost = Counter(
             "spillway_cost_usd", "Money spent on model attempts (USD).",
             ["tenant", "route", "tier"], registry=r,
@@ -109,6 +117,10 @@ class SpillwayMetrics:
         ).inc()  # fmt: skip
         if row.escalated:
             self.escalations.labels(row.tenant, route, row.escalation_reason or "unknown").inc()
+        if row.degraded:
+            self.degraded.labels(row.tenant, route).inc()
+        for stage in row.faults.split(",") if row.faults else []:
+            self.faults.labels(stage, row.status).inc()
         self.cost.labels(row.tenant, route, "small").inc(float(row.cost_small_usd))
         self.cost.labels(row.tenant, route, "large").inc(float(row.cost_large_usd))
         self.baseline.labels(row.tenant, route).inc(float(row.baseline_cost_usd))

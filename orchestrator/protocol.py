@@ -119,6 +119,8 @@ class SpillwayInfo(BaseModel):
     reason: str
     cost_usd: str
     baseline_cost_usd: str
+    degraded: bool = False  # the small answer, returned because the large model failed
+    faults: list[str] = []  # deployments that failed for this query: router, small, large
 
     def headers(self) -> dict[str, str]:
         """The same facts as `x-spillway-*` response headers."""
@@ -132,6 +134,8 @@ class SpillwayInfo(BaseModel):
             "escalated": str(self.escalated).lower(),
             "reason": self.reason,
             "cost-usd": self.cost_usd,
+            "degraded": str(self.degraded).lower(),
+            "faults": ",".join(self.faults),
         }
         return {f"x-spillway-{key}": str(value) for key, value in values.items()}
 

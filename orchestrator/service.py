@@ -11,17 +11,27 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from cascade.policy import Decision, decide
 from cascade.pricing import QueryCost, Usage, query_cost
 from orchestrator.config import SpillwayConfig
 from orchestrator.errors import InvalidRequest, NotFound
+from orchestrator.fallback import (
+    BackendUnavailable,
+    both_unavailable,
+    call,
+    collect_stream,
+    open_stream,
+)
 from orchestrator.llm import GenerationRequest, GenerationResult, StreamDelta
 from orchestrator.protocol import AUTO_MODEL, ChatCompletionRequest, SpillwayInfo
 from orchestrator.tenancy import AdapterCatalog
 
+T = TypeVar("T")
 REASON_REQUESTED_LARGE = "requested_large"
+REASON_SMALL_UNAVAILABLE = "small_unavailable"  # escalated: the small model failed
+REASON_LARGE_UNAVAILABLE = "large_unavailable"  # degraded: the small answer, large failed
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,8 @@ class QueryTrace:
     large_usage: Usage | None = None
     latency_ms: dict[str, float] = field(default_factory=dict)
     cost: QueryCost | None = None
+    degraded: bool = False  # a low-confidence small answer returned because large failed
+    faults: list[str] = field(default_factory=list)  # stages that failed: router/small/large
 
     def info(self) -> SpillwayInfo:
         cost = self.cost
@@ -83,6 +95,8 @@ class QueryTrace:
             reason=self.reason,
             cost_usd=str(cost.total) if cost else "0",
             baseline_cost_usd=str(cost.baseline) if cost else "0",
+            degraded=self.degraded,
+            faults=list(self.faults),
         )
 
 
@@ -152,9 +166,17 @@ class QueryService:
 
     # ----- the stages ---------------------------------------------------------------------------
     async def _route(self, trace: QueryTrace, request: ChatCompletionRequest) -> None:
+        """Route the query; if the router fails the small base model answers (fault 'router',
+        route and adapter None)."""
         started = time.perf_counter()
-        result = await self.backends.route(routing_text(request))
-        trace.latency_ms["router"] = _ms_since(started)
+        calls = self._config.router.calls
+        try:
+            result = await call("router", calls, self.backends.route, routing_text(request))
+        except BackendUnavailable:
+            trace.faults.append("router")
+            return
+        finally:
+            trace.latency_ms["router"] = _ms_since(started)
         label, probability = _get(result, "label"), float(_get(result, "probability"))
         trace.route, trace.route_probability = label, probability
         trace.router_version = _get(result, "artifact_version", None)
@@ -192,15 +214,37 @@ class QueryService:
         target, gen = await self.prepare(request, trace)
         if target.kind == "large":
             return await self._run_large(trace, gen, REASON_REQUESTED_LARGE)
-        started = time.perf_counter()
-        small = await self.backends.small_generate(gen)
-        trace.latency_ms["small"] = _ms_since(started)
+        attempt = call("small", self._config.small.calls, self.backends.small_generate, gen)
+        small = await self._try_small(trace, attempt)
+        if small is None:
+            return await _or_both_unavailable(self._run_large(trace, gen, REASON_SMALL_UNAVAILABLE))
         trace.small_usage = Usage(small.prompt_tokens, small.completion_tokens)
         if not self.decide(trace, small.token_logprobs).escalate:
             trace.answered_by = small.model
             self.settle(trace)
             return small
-        return await self._run_large(trace, gen, trace.reason)
+        try:
+            return await self._run_large(trace, gen, trace.reason)
+        except BackendUnavailable:
+            self._degrade(trace, small.model)
+            return small
+
+    async def _try_small(self, trace: QueryTrace, attempt: Awaitable[T]) -> T | None:
+        """The small model's answer, or None when it failed (fault 'small')."""
+        started = time.perf_counter()
+        try:
+            return await attempt
+        except BackendUnavailable:
+            trace.faults.append("small")
+            return None
+        finally:
+            trace.latency_ms["small"] = _ms_since(started)
+
+    def _degrade(self, trace: QueryTrace, small_model: str) -> None:
+        """The large model failed after a low-confidence small answer: return that answer."""
+        trace.degraded, trace.reason = True, REASON_LARGE_UNAVAILABLE
+        trace.answered_by = small_model
+        self.settle(trace)
 
     async def _run_large(
         self, trace: QueryTrace, gen: GenerationRequest, reason: str
@@ -208,8 +252,16 @@ class QueryService:
         trace.escalated = reason != REASON_REQUESTED_LARGE
         trace.reason = reason
         started = time.perf_counter()
-        large = await self.backends.large_generate(_with_adapter(gen, None))
-        trace.latency_ms["large"] = _ms_since(started)
+        calls = self._config.large.calls
+        try:
+            large = await call(
+                "large", calls, self.backends.large_generate, _with_adapter(gen, None)
+            )
+        except BackendUnavailable:
+            trace.faults.append("large")
+            raise
+        finally:
+            trace.latency_ms["large"] = _ms_since(started)
         trace.large_usage = Usage(large.prompt_tokens, large.completion_tokens)
         trace.answered_by = large.model
         self.settle(trace)
@@ -223,42 +275,73 @@ class QueryService:
 
         The small model's tokens are held until the cascade has decided on the whole answer,
         so request errors and the decision are known before the first byte goes out; an
-        escalated query's large-model stream is passed through live."""
+        escalated query's large-model stream is passed through live once its first delta
+        arrived. Fallbacks (small -> large, large -> the held small answer, degraded) are
+        therefore all decided before the first byte; a failure later is an in-band error."""
         target, gen = await self.prepare(request, trace)
         if target.kind == "large":
-            return self._stream_large(trace, gen, REASON_REQUESTED_LARGE)
-        started = time.perf_counter()
-        held = [delta async for delta in self.backends.small_stream(gen)]
-        trace.latency_ms["small"] = _ms_since(started)
+            return await self._open_large(trace, gen, REASON_REQUESTED_LARGE)
+        attempt = collect_stream("small", self._config.small.calls, self.backends.small_stream, gen)
+        held = await self._try_small(trace, attempt)
+        if held is None:
+            return await _or_both_unavailable(
+                self._open_large(trace, gen, REASON_SMALL_UNAVAILABLE)
+            )
         last = held[-1]
         trace.small_usage = Usage(last.prompt_tokens, last.completion_tokens)
         logprobs = [lp for delta in held for lp in delta.token_logprobs]
+        small_model = gen.adapter or self._small_name
         if self.decide(trace, logprobs).escalate:
-            return self._stream_large(trace, gen, trace.reason)
-        trace.answered_by = gen.adapter or self._small_name
+            try:
+                return await self._open_large(trace, gen, trace.reason)
+            except BackendUnavailable:
+                self._degrade(trace, small_model)
+                return _replay(held)
+        trace.answered_by = small_model
         self.settle(trace)
         return _replay(held)
 
-    def _stream_large(
+    async def _open_large(
         self, trace: QueryTrace, gen: GenerationRequest, reason: str
     ) -> AsyncIterator[StreamDelta]:
+        """Open the large model's stream and wait for its first delta (raises
+        BackendUnavailable before any byte is sent); the rest is passed through live."""
         trace.escalated = reason != REASON_REQUESTED_LARGE
         trace.reason = reason
+        started = time.perf_counter()
+        try:
+            deltas = await open_stream(
+                "large", self._config.large.calls, self.backends.large_stream,
+                _with_adapter(gen, None),
+            )  # fmt: skip
+        except BackendUnavailable:
+            trace.faults.append("large")
+            trace.latency_ms["large"] = _ms_since(started)
+            raise
         trace.answered_by = self._large_name
-        return self._pipe_large(trace, _with_adapter(gen, None))
+        return self._pipe_large(trace, deltas, started)
 
     async def _pipe_large(
-        self, trace: QueryTrace, gen: GenerationRequest
+        self, trace: QueryTrace, deltas: AsyncIterator[StreamDelta], started: float
     ) -> AsyncIterator[StreamDelta]:
-        started = time.perf_counter()
         last: StreamDelta | None = None
-        async for delta in self.backends.large_stream(gen):
-            last = delta
-            yield delta
-        trace.latency_ms["large"] = _ms_since(started)
-        if last is not None:
-            trace.large_usage = Usage(last.prompt_tokens, last.completion_tokens)
+        try:
+            async for delta in deltas:
+                last = delta
+                yield delta
+        finally:  # a failure mid-stream still bills the tokens that were generated
+            trace.latency_ms["large"] = _ms_since(started)
+            if last is not None:
+                trace.large_usage = Usage(last.prompt_tokens, last.completion_tokens)
         self.settle(trace)
+
+
+async def _or_both_unavailable(large: Awaitable[T]) -> T:
+    """The large model's answer after the small one failed, or a 503 naming both."""
+    try:
+        return await large
+    except BackendUnavailable as error:
+        raise both_unavailable() from error
 
 
 async def _replay(deltas: list[StreamDelta]) -> AsyncIterator[StreamDelta]:

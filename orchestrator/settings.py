@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -192,6 +193,28 @@ def _digest_of(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+class CallSettings(Strict):
+    """How the ingress calls one deployment: a time limit per attempt, and retries.
+
+    Only transient failures are retried (a replica that died or is unreachable, an overloaded
+    deployment); request errors (unknown adapter, prompt too long) and timeouts are not: a
+    timed-out attempt has already spent its time budget. See docs/cluster.md, "Faults"."""
+
+    timeout_s: float = Field(
+        60.0, gt=0, description="Time limit of one attempt, in seconds (streams: per delta)."
+    )
+    retries: int = Field(
+        1, ge=0, le=5, description="Extra attempts after a transient failure (0: no retry)."
+    )
+    backoff_s: float = Field(
+        0.2, ge=0, le=10, description="Wait before the first retry; doubles for each next one."
+    )
+
+
+def _router_calls() -> CallSettings:
+    return CallSettings(timeout_s=10.0, retries=1, backoff_s=0.1)
+
+
 class RouterSettings(Strict):
     artifact: str = Field(description="Path of the router artifact directory.")
     min_probability: float = Field(
@@ -211,6 +234,11 @@ class RouterSettings(Strict):
     )
     replicas: ReplicaSettings = Field(
         default_factory=ReplicaSettings, description="Replica count or autoscaling."
+    )
+    calls: CallSettings = Field(
+        default_factory=_router_calls,
+        description="Timeout and retries of router calls; on failure the small base model "
+        "answers (fault 'router').",
     )
 
 
@@ -234,6 +262,10 @@ class ModelSettings(Strict):
     )
     replicas: ReplicaSettings = Field(
         default_factory=ReplicaSettings, description="Replica count or autoscaling."
+    )
+    calls: CallSettings = Field(
+        default_factory=CallSettings,
+        description="Timeout and retries of calls to this model (see docs/cluster.md, Faults).",
     )
 
     @model_validator(mode="after")
@@ -269,10 +301,24 @@ class LedgerSettings(Strict):
         "and non-empty it replaces url.",
     )
 
+    spool_file: str | None = Field(
+        None,
+        description="Write-ahead file holding rows while the database is unavailable (replayed "
+        "when it returns, also after a restart); default: <state_dir>/ledger-spool-<hash of "
+        "the URL>.jsonl, so each database has its own.",
+    )
+
     def resolved_url(self) -> str:
         if self.url_env and os.environ.get(self.url_env):
             return os.environ[self.url_env]
         return self.url
+
+    def spool_path(self, state_dir: str) -> Path:
+        """The spool file of this ledger: `spool_file`, else one named after the URL."""
+        if self.spool_file:
+            return Path(self.spool_file)
+        digest = hashlib.sha256(self.resolved_url().encode()).hexdigest()[:12]
+        return Path(state_dir) / f"ledger-spool-{digest}.jsonl"
 
 
 class LimitSettings(Strict):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,15 +34,44 @@ CONFIG = {
 }
 
 
-class FakeModels:
-    """Small answers with a fixed per-token probability; large always answers 'big'."""
+HANG = "hang"  # a failure plan step: never answer (the caller's timeout must end it)
+MID_STREAM = "mid_stream"  # streams: one delta, then a failure
 
-    def __init__(self, small_prob: float, route: dict[str, Any]):
+
+class FakeModels:
+    """Small answers with a fixed per-token probability; large always answers 'big'.
+
+    `failures` plans what each stage (router, small, large) does per attempt: a list of steps,
+    each an exception to raise, HANG, MID_STREAM or None (answer); the last step repeats.
+    `attempts` counts the attempts per stage."""
+
+    def __init__(
+        self,
+        small_prob: float,
+        route: dict[str, Any],
+        failures: dict[str, list[Any]] | None = None,
+    ):
         self.small_prob = small_prob
         self.route_result = route
+        self.failures = failures or {}
+        self.attempts: Counter[str] = Counter()
         self.calls: list[tuple[str, GenerationRequest]] = []
 
+    def _step(self, stage: str) -> Any:
+        self.attempts[stage] += 1
+        plan = self.failures.get(stage)
+        if not plan:
+            return None
+        return plan.pop(0) if len(plan) > 1 else plan[0]
+
+    async def _act(self, step: Any) -> None:
+        if step == HANG:
+            await asyncio.sleep(3600)
+        if isinstance(step, BaseException):
+            raise step
+
     async def route(self, text: str) -> dict[str, Any]:
+        await self._act(self._step("router"))
         return self.route_result
 
     def _result(self, which: str, request: GenerationRequest) -> GenerationResult:
@@ -58,14 +89,21 @@ class FakeModels:
         )
 
     async def small_generate(self, request: GenerationRequest) -> GenerationResult:
+        await self._act(self._step("small"))
         return self._result("small", request)
 
     async def large_generate(self, request: GenerationRequest) -> GenerationResult:
+        await self._act(self._step("large"))
         return self._result("large", request)
 
     async def _stream(self, which: str, request: GenerationRequest) -> AsyncIterator[StreamDelta]:
+        step = self._step(which)
+        if step != MID_STREAM:
+            await self._act(step)
         result = self._result(which, request)
         for i, word in enumerate(["a", "b", "c"]):
+            if i == 1 and step == MID_STREAM:
+                raise ConnectionError(f"{which} replica died mid-stream")
             last = i == 2
             yield StreamDelta(
                 text=word,

@@ -78,6 +78,14 @@ class LedgerRow(BaseModel):
     latency_small_ms: Millis | None = None
     latency_large_ms: Millis | None = None
     latency_total_ms: Millis | None = None
+    degraded: bool = Field(
+        False, description="The low-confidence small answer was returned: the large model failed."
+    )
+    faults: str | None = Field(
+        None,
+        description="Deployments that failed while answering, comma-separated in order "
+        "(router, small, large); None when none did.",
+    )
 
     @field_validator("created_at")
     @classmethod

@@ -130,6 +130,8 @@ ledger_table = sa.Table(
     _millis("latency_small_ms"),
     _millis("latency_large_ms"),
     _millis("latency_total_ms"),
+    sa.Column("degraded", sa.Boolean(), nullable=False, server_default=sa.false()),
+    _text("faults"),
     # (created_at, query_id) serves time-range scans and keyset pagination in one index.
     sa.Index("ix_ledger_created_at", "created_at", "query_id"),
     sa.Index("ix_ledger_tenant_created_at", "tenant", "created_at"),

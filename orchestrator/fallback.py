@@ -1,0 +1,164 @@
+"""Calling one deployment with a time limit and retries, and what a failure of it means.
+
+A call either returns, raises a request error unchanged (the request's fault: an unknown
+adapter, a prompt too long; retrying cannot help and no fallback should hide it), or raises
+`BackendUnavailable` naming the stage that failed. Transient failures (a replica that died,
+an unreachable or overloaded deployment, a remote server's 5xx) are retried `retries` times
+with a doubling backoff; a timed-out attempt is not retried (it has spent its time budget).
+
+Streams: opening one waits for its first delta, retrying the open like a call; after that
+each next delta has `timeout_s`, and a failure is the caller's to report (bytes may be out).
+`QueryService` decides what to do with a `BackendUnavailable` (see docs/cluster.md, Faults).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+from orchestrator.errors import ServiceUnavailable, SpillwayError
+from orchestrator.llm import LLMRequestError, StreamDelta
+from orchestrator.settings import CallSettings
+
+T = TypeVar("T")
+Arg = TypeVar("Arg")
+
+STAGES = ("router", "small", "large")
+
+
+class BackendUnavailable(ServiceUnavailable):
+    """A deployment failed after its retries, or timed out. A 503 with Retry-After when it
+    reaches the client (code `<stage>_unavailable`)."""
+
+    def __init__(self, stage: str, failure: BaseException):
+        what = "timed out" if isinstance(failure, TimeoutError) else "failed"
+        detail = f": {type(failure).__name__}" if not isinstance(failure, TimeoutError) else ""
+        super().__init__(
+            f"The {stage} model backend {what}{detail}; retry later.",
+            code=f"{stage}_unavailable",
+        )
+        self.stage = stage
+        self.failure = failure  # not `cause`: the ingress unwraps Ray errors by that name
+
+
+def both_unavailable() -> ServiceUnavailable:
+    """The small model failed and so did the large one it fell back to."""
+    return ServiceUnavailable(
+        "Both the small and the large model are unavailable; retry later.",
+        code="models_unavailable",
+    )
+
+
+def unwrap(error: BaseException) -> BaseException:
+    """The deployment's own exception when Ray wrapped it (RayTaskError.cause)."""
+    cause = getattr(error, "cause", None)
+    return cause if isinstance(cause, BaseException) else error
+
+
+def is_request_error(error: BaseException) -> bool:
+    """Whether the request itself is at fault: never retried, never hidden by a fallback."""
+    return isinstance(unwrap(error), LLMRequestError | SpillwayError)
+
+
+async def with_retries(stage: str, calls: CallSettings, attempt: Callable[[], Awaitable[T]]) -> T:
+    """Run `attempt` until it succeeds, retrying transient failures with backoff."""
+    tries = 0
+    while True:
+        try:
+            return await attempt()
+        except BackendUnavailable:
+            raise
+        except Exception as error:
+            if is_request_error(error):
+                raise unwrap(error) from None
+            if isinstance(error, TimeoutError) or tries >= calls.retries:
+                raise BackendUnavailable(stage, error) from error
+        await asyncio.sleep(calls.backoff_s * 2**tries)
+        tries += 1
+
+
+async def call(
+    stage: str, calls: CallSettings, function: Callable[[Arg], Awaitable[T]], argument: Arg
+) -> T:
+    """`await function(argument)` with the stage's timeout and retries."""
+    return await with_retries(
+        stage, calls, lambda: asyncio.wait_for(function(argument), calls.timeout_s)
+    )
+
+
+async def _next(deltas: AsyncIterator[StreamDelta], timeout_s: float) -> StreamDelta:
+    return await asyncio.wait_for(anext(deltas), timeout_s)
+
+
+async def _close(deltas: AsyncIterator[StreamDelta]) -> None:
+    """Stop a stream we give up on: an async generator's aclose(), or cancel() of a Serve
+    DeploymentResponseGenerator (which cancels the request on the replica)."""
+    closer = getattr(deltas, "aclose", None) or getattr(deltas, "cancel", None)
+    if closer is not None:
+        with contextlib.suppress(Exception):  # the stream already failed; best effort
+            result = closer()
+            if inspect.isawaitable(result):
+                await result
+
+
+async def _first(
+    open_: Callable[[], AsyncIterator[StreamDelta]], timeout_s: float
+) -> tuple[StreamDelta, AsyncIterator[StreamDelta]]:
+    deltas = aiter(open_())
+    try:
+        first = await _next(deltas, timeout_s)
+    except StopAsyncIteration:
+        await _close(deltas)
+        raise RuntimeError("the stream ended before its first delta") from None
+    except BaseException:
+        await _close(deltas)
+        raise
+    return first, deltas
+
+
+async def open_stream(
+    stage: str,
+    calls: CallSettings,
+    function: Callable[[Arg], AsyncIterator[StreamDelta]],
+    argument: Arg,
+) -> AsyncIterator[StreamDelta]:
+    """Open a stream and wait for its first delta (with timeout and retries); the returned
+    iterator yields that delta and then the rest, each next one within `timeout_s`."""
+    first, deltas = await with_retries(
+        stage, calls, lambda: _first(lambda: function(argument), calls.timeout_s)
+    )
+    return _chain(stage, calls.timeout_s, first, deltas)
+
+
+async def _chain(
+    stage: str, timeout_s: float, first: StreamDelta, deltas: AsyncIterator[StreamDelta]
+) -> AsyncIterator[StreamDelta]:
+    yield first
+    while True:
+        try:
+            delta = await _next(deltas, timeout_s)
+        except StopAsyncIteration:
+            return
+        except TimeoutError as error:
+            await _close(deltas)
+            raise BackendUnavailable(stage, error) from error
+        yield delta
+
+
+async def collect_stream(
+    stage: str,
+    calls: CallSettings,
+    function: Callable[[Arg], AsyncIterator[StreamDelta]],
+    argument: Arg,
+) -> list[StreamDelta]:
+    """Every delta of a stream (held, nothing sent yet), so a failure anywhere is retried
+    like a call's."""
+
+    async def attempt() -> list[StreamDelta]:
+        first, deltas = await _first(lambda: function(argument), calls.timeout_s)
+        return [delta async for delta in _chain(stage, calls.timeout_s, first, deltas)]
+
+    return await with_retries(stage, calls, attempt)
