@@ -83,6 +83,11 @@ def create_app(gateway: Gateway) -> FastAPI:
         response.headers.update(exc.headers or {})  # e.g. 405's Allow
         return response
 
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        """A bug still answers in OpenAI's shape (Starlette logs the traceback)."""
+        return error_response(SpillwayError(f"Internal error: {type(exc).__name__}."))
+
     @app.exception_handler(RequestValidationError)
     async def _params_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(from_error_details(exc.errors()))
