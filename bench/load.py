@@ -57,6 +57,7 @@ class LoadResult:
     outcomes: list[Outcome] = field(default_factory=list)
     transport_errors: int = 0
     wall_s: float = 0.0
+    probe_ms: list[float] = field(default_factory=list)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -92,6 +93,18 @@ async def _worker(
         result.outcomes.append(Outcome(response.status_code, elapsed, qid))
 
 
+async def _probe(base_url: str, stop_at: float, result: LoadResult) -> None:
+    """GET /healthz twice a second on its own connection: the cost of the HTTP proxy and the
+    ingress replica hop alone (no body, no backend), under the same load."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as client:
+        while time.monotonic() < stop_at:
+            started = time.perf_counter()
+            response = await client.get("/healthz")
+            if response.status_code == 200:
+                result.probe_ms.append((time.perf_counter() - started) * 1000.0)
+            await asyncio.sleep(0.5)
+
+
 async def run_load(
     base_url: str, api_key: str, *, duration_s: float, max_requests: int, concurrency: int
 ) -> LoadResult:
@@ -105,10 +118,11 @@ async def run_load(
     ) as client:
         started = time.monotonic()
         stop_at = started + duration_s
-        await asyncio.gather(
-            *(_worker(client, w, stop_at, budget, result) for w in range(concurrency))
-        )
+        workers = [_worker(client, w, stop_at, budget, result) for w in range(concurrency)]
+        probe = asyncio.create_task(_probe(base_url, stop_at, result))
+        await asyncio.gather(*workers)
         result.wall_s = time.monotonic() - started
+        probe.cancel()
     return result
 
 
@@ -156,6 +170,7 @@ def summarize(result: LoadResult, rows: dict[str, tuple]) -> dict[str, Any]:
         "latency_ms": _stats(latencies),
         "overhead_ms": _stats(overhead),
         "ingress_internal_ms": _stats(internal),
+        "healthz_probe_ms": _stats(result.probe_ms),
         "ledger": {
             "ids_returned": len(ids),
             "rows_found": len(rows),
