@@ -21,10 +21,12 @@ def build_app(config: SpillwayConfig) -> Any:
     from orchestrator.ingress import SpillwayIngress
     from orchestrator.router import RouterDeployment
 
+    logs = serve_logging(config)
     router_settings = config.router
     router = serve.deployment(  # type: ignore[attr-defined]
         RouterDeployment,
         name="Router",
+        logging_config=logs,
         ray_actor_options={"num_cpus": router_settings.num_cpus},
         user_config={"artifact_path": router_settings.artifact},
         **router_settings.replicas.serve_options(),
@@ -33,16 +35,22 @@ def build_app(config: SpillwayConfig) -> Any:
         max_batch_size=router_settings.max_batch_size,
         batch_wait_timeout_s=router_settings.batch_wait_timeout_s,
     )
-    small = _model_deployment(serve, "SmallLLM", config.small)
-    large = _model_deployment(serve, "LargeLLM", config.large)
+    small = _model_deployment(serve, "SmallLLM", config.small, logs)
+    large = _model_deployment(serve, "LargeLLM", config.large, logs)
     ingress: Any = serve.deployment(
         serve.ingress()(SpillwayIngress),
         name="Ingress",
+        logging_config=logs,
         ray_actor_options={"num_cpus": config.server.ingress_num_cpus},
         max_ongoing_requests=256,
         **_ingress_scaling(config),
     )
     return ingress.bind(config.model_dump(mode="json"), router, small, large)
+
+
+def serve_logging(config: SpillwayConfig) -> dict[str, Any]:
+    """Serve's logging_config for the proxy and every deployment."""
+    return {"enable_access_log": config.server.access_log}
 
 
 def _ingress_scaling(config: SpillwayConfig) -> dict[str, Any]:
@@ -52,7 +60,7 @@ def _ingress_scaling(config: SpillwayConfig) -> dict[str, Any]:
     return {"num_replicas": config.server.ingress_replicas}
 
 
-def _model_deployment(serve: Any, name: str, model: ModelSettings) -> Any:
+def _model_deployment(serve: Any, name: str, model: ModelSettings, logs: dict[str, Any]) -> Any:
     """A vLLM engine inside the replica, or a client of a server that runs the model."""
     from orchestrator.llm import LLMDeployment
     from orchestrator.remote import RemoteLLMDeployment
@@ -66,6 +74,7 @@ def _model_deployment(serve: Any, name: str, model: ModelSettings) -> Any:
     deployment = serve.deployment(
         backend,
         name=name,
+        logging_config=logs,
         ray_actor_options=actor_options,
         health_check_period_s=10,
         health_check_timeout_s=60,

@@ -6,6 +6,7 @@ the offending request field (`param`) and a short machine-readable `code`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -117,13 +118,21 @@ def _param_of(loc: tuple[Any, ...]) -> str:
 
 def from_validation_error(exc: ValidationError) -> InvalidRequest:
     """The first validation problem as an OpenAI-style 400, naming the field."""
-    first = exc.errors()[0]
-    loc = tuple(p for p in first["loc"] if p not in ("body",))
+    return from_error_details(exc.errors())
+
+
+def from_error_details(errors: Sequence[Any]) -> InvalidRequest:
+    """pydantic's (or FastAPI's) error list -> a 400 about the first problem, naming the field."""
+    first = errors[0]
+    loc = tuple(p for p in first["loc"] if p not in ("body", "query", "path", "header"))
     # Drop pydantic's union-branch markers such as 'str' / 'list[TextPart]'.
     loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("str",))))
     param = _param_of(loc) or None
     message = first["msg"]
     if first["type"] == "missing":
         message = "is required"
+    if first["type"] == "extra_forbidden":
+        message = "unknown field; remove it (see the API reference for the accepted fields)"
+        return InvalidRequest(f"{param}: {message}", param=param, code="unknown_field")
     message = f"{param}: {message}" if param else message
     return InvalidRequest(message, param=param, code=f"invalid_{first['type']}")

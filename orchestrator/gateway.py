@@ -114,15 +114,10 @@ def parse_model(model: type[ModelT], raw: bytes) -> ModelT:
             f"The request body is not valid UTF-8 (byte {exc.start}).", code="invalid_utf8"
         ) from None
     try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        where = (
-            f" at line {exc.lineno} column {exc.colno}"
-            if isinstance(exc, json.JSONDecodeError)
-            else " (nested too deeply)"
-        )
+        data = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, a 5,000-digit number…
         raise InvalidRequest(
-            f"The request body is not valid JSON{where}.", code="invalid_json"
+            f"The request body is not valid JSON{_json_problem(exc)}.", code="invalid_json"
         ) from None
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
@@ -130,6 +125,18 @@ def parse_model(model: type[ModelT], raw: bytes) -> ModelT:
         return model.model_validate(data)
     except ValidationError as exc:
         raise from_validation_error(exc) from None
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _json_problem(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f" at line {exc.lineno} column {exc.colno}"
+    if isinstance(exc, RecursionError):
+        return " (nested too deeply)"
+    return f" ({str(exc).split(';')[0]})"
 
 
 def ledger_row(trace: QueryTrace, *, status: int, error: SpillwayError | None) -> LedgerRow:

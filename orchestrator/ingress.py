@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -20,6 +21,7 @@ from orchestrator.errors import (
     NotFound,
     ServiceUnavailable,
     SpillwayError,
+    from_error_details,
 )
 from orchestrator.gateway import Gateway, parse_model, read_body
 from orchestrator.ledger.export import jsonable_row
@@ -32,6 +34,7 @@ from orchestrator.llm import (
     UnknownAdapterError,
 )
 from orchestrator.metrics import observe_ledger, render_metrics
+from orchestrator.openapi import install_openapi
 from orchestrator.protocol import (
     ChatCompletionRequest,
     FeedbackRequest,
@@ -67,13 +70,26 @@ def create_app(gateway: Gateway) -> FastAPI:
     """The HTTP surface. Every error leaves in OpenAI's error shape."""
     app = FastAPI(title="Spillway", version="0.1.0", docs_url=None, redoc_url=None)
 
+    install_openapi(app)
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
             return error_response(NotFound("No such endpoint.", code="unknown_url"))
         error = SpillwayError(str(exc.detail))
         error.status, error.error_type, error.code = exc.status_code, "invalid_request_error", None  # type: ignore[assignment]
-        return error_response(error)
+        response = error_response(error)
+        response.headers.update(exc.headers or {})  # e.g. 405's Allow
+        return response
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        """A bug still answers in OpenAI's shape (Starlette logs the traceback)."""
+        return error_response(SpillwayError(f"Internal error: {type(exc).__name__}."))
+
+    @app.exception_handler(RequestValidationError)
+    async def _params_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(from_error_details(exc.errors()))
 
     @app.exception_handler(SpillwayError)
     async def _spillway_error(_: Request, exc: SpillwayError) -> JSONResponse:

@@ -63,7 +63,7 @@ def start(config: SpillwayConfig, *, host: str | None = None, port: int | None =
     import ray
     from ray import serve
 
-    from orchestrator.builder import APP_NAME, build_app
+    from orchestrator.builder import APP_NAME, build_app, serve_logging
 
     env = runtime_env_vars(config)
     apply_env(env)
@@ -80,6 +80,7 @@ def start(config: SpillwayConfig, *, host: str | None = None, port: int | None =
     )
     serve.start(
         http_options={"host": host or config.server.host, "port": port or config.server.port},
+        logging_config=serve_logging(config),
     )
     return serve.run(build_app(config), name=APP_NAME, route_prefix="/", blocking=False)
 

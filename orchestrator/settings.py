@@ -109,6 +109,12 @@ class ServerSettings(Strict):
     request_timeout_s: float = Field(
         120, gt=0, description="Upper bound on one query's whole processing time, in seconds."
     )
+    access_log: bool = Field(
+        False,
+        description="Ray Serve's per-request access log lines (proxy and every replica). Off by "
+        "default: the ledger already records every query, and on a small machine the log lines "
+        "cost more than Spillway's own work (BENCHMARKS.md, load test).",
+    )
 
 
 class TenantSettings(Strict):

@@ -1,0 +1,249 @@
+"""Sustained concurrent load on Spillway over loopback, then a count of the ledger.
+
+Starts `spillway serve` itself (the local tiny-model config with a fresh SQLite ledger, exactly
+as tests/e2e does) or attaches to a running service with --url. `--concurrency` workers send
+chat completions (mixed domains, `model=auto`, few tokens) until --duration seconds have passed
+or --requests have been sent, whichever comes first. Then it reports:
+
+- throughput, client latency p50/p99, errors by status;
+- ledger completeness: every query id a response carried has its row (rows == requests);
+- Spillway's own overhead per request: client latency minus the backend time the ledger row
+  records (router + small + large, each measured at the ingress around its handle call), and
+  the ingress-internal part (latency_total minus the same backends).
+
+    python bench/load.py --duration 330 --concurrency 8 --json-out bench/results/load.json
+    python bench/load.py --url http://127.0.0.1:8000 --ledger .spillway/ledger.db
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sqlite3
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PROMPTS = [
+    "Can my landlord keep my security deposit after the lease ended?",
+    "What is the usual dose of ibuprofen for an adult with a headache?",
+    "How do I reverse a list in Python without changing the original?",
+    "What is the capital of France?",
+    "Is a verbal contract binding in small claims court?",
+    "What are the early symptoms of the flu?",
+    "Write a SQL query that counts rows per day.",
+    "How tall is Mount Everest?",
+]
+API_KEY = "sk-spillway-local"
+FAST_OVERRIDES: dict[str, Any] = {"limits": {"default_max_tokens": 8, "max_tokens_limit": 64}}
+
+
+@dataclass
+class Outcome:
+    """One request as the client saw it."""
+
+    status: int
+    latency_ms: float
+    query_id: str | None
+
+
+@dataclass
+class LoadResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+    transport_errors: int = 0
+    wall_s: float = 0.0
+    probe_ms: list[float] = field(default_factory=list)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in [0, 100]); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+async def _worker(
+    client: httpx.AsyncClient, worker: int, stop_at: float, budget: list[int], result: LoadResult
+) -> None:
+    i = worker
+    while time.monotonic() < stop_at and budget[0] > 0:
+        budget[0] -= 1
+        body = {
+            "model": "auto",
+            "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
+            "max_tokens": 8,
+            "temperature": 0,
+        }
+        i += 1
+        started = time.perf_counter()
+        try:
+            response = await client.post("/v1/chat/completions", json=body)
+        except httpx.HTTPError:
+            result.transport_errors += 1
+            continue
+        elapsed = (time.perf_counter() - started) * 1000.0
+        qid = response.headers.get("x-spillway-query-id")
+        result.outcomes.append(Outcome(response.status_code, elapsed, qid))
+
+
+async def _probe(base_url: str, stop_at: float, result: LoadResult) -> None:
+    """GET /healthz twice a second on its own connection: the cost of the HTTP proxy and the
+    ingress replica hop alone (no body, no backend), under the same load."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as client:
+        while time.monotonic() < stop_at:
+            started = time.perf_counter()
+            response = await client.get("/healthz")
+            if response.status_code == 200:
+                result.probe_ms.append((time.perf_counter() - started) * 1000.0)
+            await asyncio.sleep(0.5)
+
+
+async def run_load(
+    base_url: str, api_key: str, *, duration_s: float, max_requests: int, concurrency: int
+) -> LoadResult:
+    """Closed-loop load: `concurrency` workers, each sending its next request on an answer."""
+    result = LoadResult()
+    budget = [max_requests]
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {"Authorization": f"Bearer {api_key}"}
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=headers, limits=limits, timeout=180.0
+    ) as client:
+        started = time.monotonic()
+        stop_at = started + duration_s
+        workers = [_worker(client, w, stop_at, budget, result) for w in range(concurrency)]
+        probe = asyncio.create_task(_probe(base_url, stop_at, result))
+        await asyncio.gather(*workers)
+        result.wall_s = time.monotonic() - started
+        probe.cancel()
+    return result
+
+
+def ledger_rows(ledger: Path, query_ids: list[str], wait_s: float = 60.0) -> dict[str, tuple]:
+    """Rows for the given ids; waits for the ledger writer to flush its queue."""
+    deadline = time.monotonic() + wait_s
+    wanted = set(query_ids)
+    rows: dict[str, tuple] = {}
+    while True:
+        with sqlite3.connect(f"file:{ledger}?mode=ro", uri=True) as db:
+            cursor = db.execute(
+                "SELECT query_id, latency_router_ms, latency_small_ms, latency_large_ms, "
+                "latency_total_ms FROM ledger"
+            )
+            rows = {r[0]: r[1:] for r in cursor if r[0] in wanted}
+        if len(rows) == len(wanted) or time.monotonic() > deadline:
+            return rows
+        time.sleep(1.0)
+
+
+def summarize(result: LoadResult, rows: dict[str, tuple]) -> dict[str, Any]:
+    ok = [o for o in result.outcomes if o.status == 200]
+    errors: dict[str, int] = {}
+    for o in result.outcomes:
+        if o.status != 200:
+            errors[str(o.status)] = errors.get(str(o.status), 0) + 1
+    if result.transport_errors:
+        errors["transport"] = result.transport_errors
+    overhead, internal = [], []
+    for o in ok:
+        row = rows.get(o.query_id or "")
+        if row is None:
+            continue
+        backend = sum(v or 0.0 for v in row[:3])
+        overhead.append(o.latency_ms - backend)
+        internal.append((row[3] or 0.0) - backend)
+    ids = [o.query_id for o in result.outcomes if o.query_id]
+    latencies = [o.latency_ms for o in ok]
+    return {
+        "requests": len(result.outcomes) + result.transport_errors,
+        "ok": len(ok),
+        "errors": errors,
+        "wall_s": round(result.wall_s, 1),
+        "throughput_rps": round(len(result.outcomes) / result.wall_s, 2) if result.wall_s else 0,
+        "latency_ms": _stats(latencies),
+        "overhead_ms": _stats(overhead),
+        "ingress_internal_ms": _stats(internal),
+        "healthz_probe_ms": _stats(result.probe_ms),
+        "ledger": {
+            "ids_returned": len(ids),
+            "rows_found": len(rows),
+            "missing": sorted(set(ids) - set(rows))[:20],
+            "complete": len(ids) == len(rows) == len(result.outcomes) + result.transport_errors,
+        },
+    }
+
+
+def _stats(values: list[float]) -> dict[str, float | None]:
+    def r(v: float | None) -> float | None:
+        return None if v is None else round(v, 2)
+
+    return {"p50": r(percentile(values, 50)), "p99": r(percentile(values, 99)), "n": len(values)}
+
+
+def _load_average() -> list[float]:
+    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="attach to a running Spillway instead of starting one")
+    parser.add_argument("--ledger", help="its SQLite ledger file (with --url)")
+    parser.add_argument("--key", default=API_KEY)
+    parser.add_argument("--duration", type=float, default=330.0, help="seconds of traffic")
+    parser.add_argument("--requests", type=int, default=100_000, help="most requests sent")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=16, help="requests sent before timing")
+    parser.add_argument("--json-out", help="also write the report here")
+    args = parser.parse_args()
+    if args.url and not args.ledger:
+        parser.error("--url needs --ledger (the SQLite file to count rows in)")
+    report = asyncio.run(_main(args)) if args.url else _with_service(args)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json_out:
+        Path(args.json_out).write_text(text + "\n")
+
+
+def _with_service(args: argparse.Namespace) -> dict[str, Any]:
+    from tests.e2e.conftest import start_service, stop_service
+
+    with tempfile.TemporaryDirectory(prefix="spillway-load-") as tmp:
+        service, proc = start_service(Path(tmp), FAST_OVERRIDES)
+        try:
+            args.url, args.ledger = service.base_url, str(service.ledger_path)
+            return asyncio.run(_main(args))
+        finally:
+            stop_service(proc)
+
+
+async def _main(args: argparse.Namespace) -> dict[str, Any]:
+    warm = await run_load(
+        args.url, args.key, duration_s=120, max_requests=args.warmup, concurrency=4
+    )
+    load_before = _load_average()
+    result = await run_load(
+        args.url,
+        args.key,
+        duration_s=args.duration,
+        max_requests=args.requests,
+        concurrency=args.concurrency,
+    )
+    ids = [o.query_id for o in result.outcomes if o.query_id]
+    rows = await asyncio.to_thread(ledger_rows, Path(args.ledger), ids)
+    report = summarize(result, rows)
+    report["warmup_requests"] = len(warm.outcomes)
+    report["concurrency"] = args.concurrency
+    report["load_average_before"] = load_before
+    report["load_average_after"] = _load_average()
+    return report
+
+
+if __name__ == "__main__":
+    main()
