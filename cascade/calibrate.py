@@ -40,6 +40,7 @@ __all__ = [
     "calibrate",
     "choose_threshold",
     "escalations",
+    "learnable_floor",
     "parse_target",
     "policy_from_file_data",
 ]
@@ -115,21 +116,47 @@ def _best(points: list[CurvePoint], target: Target) -> CurvePoint:
     return max(points, key=lambda p: (round(p.quality, 12), -p.share_large))
 
 
+def learnable_floor(scores: Sequence[float], small_known: Sequence[bool] | None) -> float | None:
+    """The highest score of a record whose small-model correctness is unknown (None: none).
+
+    A threshold t is learnable only if every answer it keeps (score >= t) has a known small
+    correctness, i.e. t > this floor. Ledger feedback on escalated queries judged the large
+    model's answer, so the small answer's quality there is unknown.
+    """
+    if small_known is None:
+        return None
+    unknown = [s for s, known in zip(scores, small_known, strict=True) if not known]
+    return max(unknown) if unknown else None
+
+
 def choose_threshold(
-    columns: OutcomeColumns, scores: Sequence[float], target: Target, *, mode: Mode = "cascade"
+    columns: OutcomeColumns,
+    scores: Sequence[float],
+    target: Target,
+    *,
+    mode: Mode = "cascade",
+    small_known: Sequence[bool] | None = None,
 ) -> RouteCalibration:
-    """The threshold that meets ``target`` on these records, chosen as described above."""
+    """The threshold that meets ``target`` on these records, chosen as described above.
+
+    With ``small_known`` (per record), only thresholds above ``learnable_floor`` are candidates.
+    """
     curve = deferral_curve(
         columns.small, columns.large, scores, columns.small_cost, columns.large_cost, mode=mode
     )
     quality_large = curve[-1].quality
-    feasible = [p for p in curve if p.threshold is not None and target.met_by(p, quality_large)]
+    floor = learnable_floor(scores, small_known)
+    candidates = [
+        p for p in curve if p.threshold is not None and (floor is None or p.threshold > floor)
+    ]
+    feasible = [p for p in candidates if target.met_by(p, quality_large)]
     if not feasible:
-        cheapest = min(1000 * p.cost_per_query for p in curve)
+        cheapest = min(1000 * p.cost_per_query for p in candidates)
+        learnable = "" if floor is None else f"; thresholds <= {floor:.6g} are not learnable"
         raise CalibrationError(
             f"no threshold meets {target} on {len(scores)} records "
             f"(cheapest point costs {cheapest:.6g} USD per 1k queries; best quality "
-            f"{max(p.quality for p in curve):.4g} vs large {quality_large:.4g})"
+            f"{max(p.quality for p in candidates):.4g} vs large {quality_large:.4g}{learnable})"
         )
     point = _best(feasible, target)
     assert point.threshold is not None
@@ -154,18 +181,25 @@ class Calibration:
     signal: str
     default: RouteCalibration
     routes: dict[str, RouteCalibration]
+    base: CascadePolicy | None = None
+    """The policy the scores were computed with (e.g. the serving config's): a route whose base
+    uses the same signal keeps its other settings (first_k, quantile, learned coefficients)."""
 
-    def route_policy(self, calibration: RouteCalibration) -> RoutePolicy:
+    def route_policy(self, calibration: RouteCalibration, route: str | None = None) -> RoutePolicy:
         """In ``route`` mode the score is a difficulty router's: the threshold is ``skip_below``
         and nothing is escalated after generation (threshold 0)."""
         if self.mode == "route":
             return RoutePolicy(threshold=0.0, skip_below=calibration.threshold)
+        if self.base is not None:
+            base = self.base.default if route is None else self.base.for_route(route)
+            if base.signal.value == self.signal:
+                return base.model_copy(update={"threshold": calibration.threshold})
         return RoutePolicy(signal=Signal(self.signal), threshold=calibration.threshold)
 
     def policy(self) -> CascadePolicy:
         return CascadePolicy(
             default=self.route_policy(self.default),
-            routes={name: self.route_policy(c) for name, c in self.routes.items()},
+            routes={name: self.route_policy(c, name) for name, c in self.routes.items()},
         )
 
     def to_dict(self, source: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -196,30 +230,31 @@ def calibrate(
     mode: Mode = "cascade",
     signal: Signal | str = Signal.mean_prob,
     min_route_records: int = 50,
+    small_known: Sequence[bool] | None = None,
 ) -> Calibration:
     """Fit a threshold per route in ``groups`` (name -> record indices) and a default.
 
     The default is fitted on all records, except when some records have a route and some
     do not (group ``""``): then it is fitted on the route-less ones, which it will govern.
+    ``small_known`` (per record) restricts each fit to learnable thresholds
+    (``learnable_floor``).
     """
     groups = groups or {}
     named = {name: idx for name, idx in groups.items() if name}
     unrouted = groups.get("", [])
-    fit_default = unrouted if named and unrouted else range(len(scores))
-    default = choose_threshold(
-        columns.subset(fit_default), [scores[i] for i in fit_default], target, mode=mode
-    )
-    small = sorted(name for name, idx in named.items() if len(idx) < min_route_records)
-    routes: dict[str, RouteCalibration] = {}
-    for name, indices in named.items():
-        if name not in small:
-            subset = columns.subset(indices)
-            routes[name] = choose_threshold(subset, [scores[i] for i in indices], target, mode=mode)
-    if small:
-        pooled = sorted(i for name in small for i in named[name])
-        shared = choose_threshold(
-            columns.subset(pooled), [scores[i] for i in pooled], target, mode=mode
+
+    def fit(indices: Sequence[int]) -> RouteCalibration:
+        known = None if small_known is None else [small_known[i] for i in indices]
+        subset = columns.subset(indices)
+        return choose_threshold(
+            subset, [scores[i] for i in indices], target, mode=mode, small_known=known
         )
+
+    default = fit(unrouted if named and unrouted else range(len(scores)))
+    small = sorted(name for name, idx in named.items() if len(idx) < min_route_records)
+    routes = {name: fit(indices) for name, indices in named.items() if name not in small}
+    if small:
+        shared = fit(sorted(i for name in small for i in named[name]))
         routes.update(dict.fromkeys(small, shared))
     return Calibration(
         target=target, mode=mode, signal=str(Signal(signal)), default=default, routes=routes

@@ -32,6 +32,7 @@ __all__ = [
     "SpillwayConfig",
     "load_config",
     "validate_config_dict",
+    "with_cascade_file",
 ]
 
 
@@ -47,7 +48,12 @@ class SpillwayConfig(Strict):
     large: ModelSettings = Field(description="The large model answers escalated queries.")
     cascade: CascadePolicy = Field(
         default_factory=lambda: CascadePolicy(default=RoutePolicy(threshold=0.5)),
-        description="Confidence signal and threshold per route.",
+        description="Confidence signal and threshold per route (or use cascade_file).",
+    )
+    cascade_file: str | None = Field(
+        None,
+        description="A thresholds file from `spillway cascade calibrate` (relative to this "
+        "config file) whose `policy` becomes `cascade`; not allowed together with `cascade`.",
     )
     ledger: LedgerSettings = Field(default_factory=LedgerSettings, description="Cost ledger.")
     limits: LimitSettings = Field(default_factory=LimitSettings, description="Input limits.")
@@ -128,14 +134,68 @@ def _format_error(error: Any) -> str:
     return f"{path}: {error['msg']}"
 
 
-def validate_config_dict(data: Any, source: str = "<config>") -> SpillwayConfig:
-    """Validate parsed YAML; raise ConfigError naming every bad field by its path."""
+def validate_config_dict(
+    data: Any, source: str = "<config>", config_dir: Path | None = None
+) -> SpillwayConfig:
+    """Validate parsed YAML; raise ConfigError naming every bad field by its path.
+
+    A relative `cascade_file` is read relative to `config_dir` (default: the working directory).
+    """
     if not isinstance(data, dict):
         raise ConfigError(source, ["(top level): expected a mapping of settings"])
+    data = with_cascade_file(data, source, config_dir or Path.cwd())
     try:
         return SpillwayConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(source, [_format_error(e) for e in exc.errors()]) from None
+
+
+def with_cascade_file(data: dict[str, Any], source: str, config_dir: Path) -> dict[str, Any]:
+    """`data` with `cascade` taken from the `cascade_file` (made absolute), if one is named.
+
+    Inline `cascade` and `cascade_file` are exclusive: edit the thresholds file to pin a route.
+    """
+    name = data.get("cascade_file")
+    if name is None:
+        return data
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(source, ["cascade_file: expected the path of a thresholds file"])
+    if "cascade" in data:
+        raise ConfigError(
+            source,
+            [
+                "cascade_file: set either cascade (an inline policy) or cascade_file (a thresholds "
+                "file from `spillway cascade calibrate`), not both"
+            ],
+        )
+    path = Path(name).expanduser()
+    path = path if path.is_absolute() else (config_dir / path).resolve()
+    return {**data, "cascade": _read_policy(path, source), "cascade_file": str(path)}
+
+
+def _read_policy(path: Path, source: str) -> dict[str, Any]:
+    """The `policy` of a thresholds file, validated; errors name the file and the field."""
+    from cascade.calibrate import policy_from_file_data
+
+    def fail(problem: str) -> ConfigError:
+        return ConfigError(source, [f"cascade_file: {path}: {problem}"])
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise fail(f"cannot read the file: {exc.strerror}") from None
+    try:
+        file_data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise fail(f"not valid YAML or JSON: {exc}") from None
+    try:
+        policy = policy_from_file_data(file_data)
+    except ValidationError as exc:
+        problems = [f"cascade_file: {path}: policy.{_format_error(e)}" for e in exc.errors()]
+        raise ConfigError(source, problems) from None
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    return policy.model_dump(mode="json")
 
 
 def _resolve_paths(config: SpillwayConfig, base: Path) -> SpillwayConfig:
@@ -180,5 +240,5 @@ def load_config(path: str | Path) -> SpillwayConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
-    config = validate_config_dict(data, str(path))
+    config = validate_config_dict(data, str(path), path.resolve().parent)
     return _resolve_paths(config, path.resolve().parent)

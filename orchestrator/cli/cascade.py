@@ -25,8 +25,10 @@ from orchestrator.cli.cascade_io import (
     read_structured,
     write_structured,
 )
+from orchestrator.cli.cascade_ledger import calibrate_from_ledger, ledger_options, ledger_source
 
 if TYPE_CHECKING:
+    from cascade.calibrate import Calibration
     from cascade.evaluate import Mode
 
 __all__ = ["DEFAULT_RELATIVE_COSTS", "cascade", "columns_for", "load_scored", "read_outcome_file"]
@@ -180,7 +182,13 @@ def eval_command(
 
 
 @cascade.command("calibrate", short_help="Write thresholds that meet a target.")
-@_outcomes_option
+@click.option(
+    "--outcomes",
+    "outcomes_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help=_OUTCOMES_HELP + " Required unless --from-ledger.",
+)
+@ledger_options
 @click.option(
     "--target",
     required=True,
@@ -211,7 +219,11 @@ def eval_command(
 )
 @click.option("--json", "as_json", is_flag=True, help="Also print the file's content as JSON.")
 def calibrate_command(
-    outcomes_path: Path,
+    outcomes_path: Path | None,
+    from_ledger: bool,
+    config_path: Path | None,
+    ledger_url: str | None,
+    large_quality: float | None,
     target: str,
     score_field: str | None,
     signal: str | None,
@@ -233,6 +245,26 @@ def calibrate_command(
         parsed = parse_target(target)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--target") from None
+    if from_ledger:
+        if outcomes_path or score_field or scorer_dir or mode == "route":
+            raise click.UsageError(
+                "--from-ledger reads confidences and feedback from the ledger: drop --outcomes, "
+                "--score-field, --scorer and --mode route"
+            )
+        url, base = ledger_source(config_path, ledger_url)
+        fitted = calibrate_from_ledger(
+            url,
+            parsed,
+            base=base,
+            signal=signal,
+            per_route=per_route,
+            min_route_records=min_route_records,
+            large_quality=large_quality,
+        )
+        _write_thresholds(out_path, *fitted, as_json)
+        return
+    if outcomes_path is None:
+        raise click.UsageError("give --outcomes FILE, or --from-ledger")
     outcomes, scores = load_scored(outcomes_path, score_field, signal, scorer_dir)
     columns = columns_for(outcomes, outcomes_path, small_cost, large_cost)
     try:
@@ -247,19 +279,25 @@ def calibrate_command(
         )
     except CalibrationError as exc:
         raise click.ClickException(f"{outcomes_path}: {exc}") from None
-    source = {"outcomes": str(outcomes_path), "records": len(outcomes)}
+    source: dict[str, Any] = {"outcomes": str(outcomes_path), "records": len(outcomes)}
     source["score"] = str(scorer_dir or signal or score_field or "score")
+    _write_thresholds(out_path, result, source, as_json)
+
+
+def _write_thresholds(
+    out_path: Path, result: Calibration, source: dict[str, Any], as_json: bool
+) -> None:
     data = result.to_dict(source)
     write_structured(out_path, data)
     if as_json:
         click.echo(json.dumps(data, indent=2))
-    else:
-        d = result.default
-        click.echo(
-            f"wrote {out_path}: default threshold {d.threshold:.6g} (escalation "
-            f"{d.escalation_rate:.3f}, quality {d.quality:.4f} vs large {d.quality_large:.4f}, "
-            f"{d.cost_per_1k:.6g} USD per 1k), {len(result.routes)} route(s)"
-        )
+        return
+    d = result.default
+    click.echo(
+        f"wrote {out_path}: default threshold {d.threshold:.6g} (escalation "
+        f"{d.escalation_rate:.3f}, quality {d.quality:.4f} vs large {d.quality_large:.4f}, "
+        f"{d.cost_per_1k:.6g} USD per 1k), {len(result.routes)} route(s)"
+    )
 
 
 @cascade.command("outcomes", short_help="Build an outcome file from MMLU-Pro results.")
