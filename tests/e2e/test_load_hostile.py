@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bench.load import ledger_rows, run_load, summarize
+from bench.load import ledger_rows, run_load, summarize, warm_up
 from tests.e2e.conftest import RunningService
 
 pytestmark = pytest.mark.slow
@@ -24,6 +24,7 @@ CONCURRENCY = 6
 
 
 def test_sustained_load_answers_everything_and_fills_the_ledger(service: RunningService) -> None:
+    asyncio.run(warm_up(service.base_url, service.api_key))  # first generations compile kernels
     result = asyncio.run(
         run_load(
             service.base_url,
