@@ -105,6 +105,28 @@ async def _probe(base_url: str, stop_at: float, result: LoadResult) -> None:
             await asyncio.sleep(0.5)
 
 
+async def warm_up(base_url: str, api_key: str, *, deadline_s: float = 600.0) -> int:
+    """Send one request at a time until one of each prompt has been answered (the engines'
+    first generations compile CPU kernels and can take minutes on a loaded machine).
+    Returns how many were sent; raises TimeoutError past the deadline."""
+    headers = {"Authorization": f"Bearer {api_key}"}
+    stop_at = time.monotonic() + deadline_s
+    sent, answered = 0, 0
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=deadline_s) as client:
+        while answered < len(PROMPTS):
+            if time.monotonic() > stop_at:
+                raise TimeoutError(f"no warm service after {deadline_s:.0f} s ({sent} requests)")
+            body = {
+                "model": "auto",
+                "messages": [{"role": "user", "content": PROMPTS[answered]}],
+                "max_tokens": 8,
+            }
+            sent += 1
+            response = await client.post("/v1/chat/completions", json=body)
+            answered += response.status_code == 200
+    return sent
+
+
 async def run_load(
     base_url: str, api_key: str, *, duration_s: float, max_requests: int, concurrency: int
 ) -> LoadResult:
@@ -199,7 +221,6 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=330.0, help="seconds of traffic")
     parser.add_argument("--requests", type=int, default=100_000, help="most requests sent")
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--warmup", type=int, default=16, help="requests sent before timing")
     parser.add_argument("--json-out", help="also write the report here")
     args = parser.parse_args()
     if args.url and not args.ledger:
@@ -224,9 +245,7 @@ def _with_service(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
-    warm = await run_load(
-        args.url, args.key, duration_s=120, max_requests=args.warmup, concurrency=4
-    )
+    warmup_sent = await warm_up(args.url, args.key)
     load_before = _load_average()
     result = await run_load(
         args.url,
@@ -238,7 +257,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     ids = [o.query_id for o in result.outcomes if o.query_id]
     rows = await asyncio.to_thread(ledger_rows, Path(args.ledger), ids)
     report = summarize(result, rows)
-    report["warmup_requests"] = len(warm.outcomes)
+    report["warmup_requests"] = warmup_sent
     report["concurrency"] = args.concurrency
     report["load_average_before"] = load_before
     report["load_average_after"] = _load_average()

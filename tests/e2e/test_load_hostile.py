@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bench.load import ledger_rows, run_load, summarize
+from bench.load import ledger_rows, run_load, summarize, warm_up
 from tests.e2e.conftest import RunningService
 
 pytestmark = pytest.mark.slow
@@ -24,6 +24,7 @@ CONCURRENCY = 6
 
 
 def test_sustained_load_answers_everything_and_fills_the_ledger(service: RunningService) -> None:
+    asyncio.run(warm_up(service.base_url, service.api_key))  # first generations compile kernels
     result = asyncio.run(
         run_load(
             service.base_url,
@@ -112,7 +113,7 @@ def test_very_long_authorization_is_a_clean_4xx(service: RunningService) -> None
     assert long_key.status_code == 401
     assert long_key.json()["error"]["code"] == "invalid_api_key"
     huge = _post(service, _chat(), {"Authorization": "Bearer " + "k" * 200_000})
-    assert 400 <= huge.status_code < 500  # refused by Spillway or by the HTTP server
+    assert huge.status_code == 401  # the proxy sets no header limit: Spillway answers
 
 
 def test_injection_is_ordinary_text_on_the_real_stack(service: RunningService) -> None:
