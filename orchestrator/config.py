@@ -25,7 +25,7 @@ from orchestrator.settings import (
     Strict,
     TenantSettings,
 )
-from orchestrator.tenancy import check_tenant_adapters
+from orchestrator.tenancy import AdapterCatalog, check_tenant_adapters
 
 __all__ = [
     "ConfigError",
@@ -100,6 +100,16 @@ class SpillwayConfig(Strict):
             raise ConfigError("tenants", [str(exc)]) from None
         by_name = {t.name: t for t in self.tenants}
         return {digest: by_name[name] for name, keys in digests.items() for digest in keys}
+
+    def adapter_catalog(self) -> AdapterCatalog:
+        """Each tenant's usable adapters and label -> adapter resolution."""
+        return AdapterCatalog.build(
+            small=self.small.served_name,
+            large=self.large.served_name,
+            adapters=self.small.adapter_names(),
+            routes=self.router.adapters,
+            tenants=self.tenants,
+        )
 
     def price_table(self) -> dict[str, Decimal]:
         """Prices per million tokens, for display."""

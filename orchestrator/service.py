@@ -26,7 +26,6 @@ from orchestrator.fallback import (
 )
 from orchestrator.llm import GenerationRequest, GenerationResult, StreamDelta
 from orchestrator.protocol import AUTO_MODEL, ChatCompletionRequest, SpillwayInfo
-from orchestrator.tenancy import AdapterCatalog
 
 T = TypeVar("T")
 REASON_REQUESTED_LARGE = "requested_large"
@@ -110,13 +109,7 @@ class QueryService:
         self.backends = backends
         self._small_name = config.small.served_name
         self._large_name = config.large.served_name
-        self.catalog = AdapterCatalog.build(
-            small=self._small_name,
-            large=self._large_name,
-            adapters=config.small.adapter_names(),
-            routes=config.router.adapters,
-            tenants=config.tenants,
-        )
+        self.catalog = config.adapter_catalog()  # who may use which adapter (tenancy.py)
 
     # ----- request preparation -------------------------------------------------------------
     def resolve_target(self, model: str, tenant: str | None = None) -> Target:

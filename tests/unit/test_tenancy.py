@@ -229,3 +229,20 @@ def test_production_config_tenants() -> None:
     table = config.tenant_by_key_digest(env)
     assert {t.name for t in table.values()} == {"ops", "acme", "globex"}
     assert table[sha("a")].monthly_budget_usd == 5000
+
+
+def test_serve_stops_before_ray_when_a_key_variable_is_missing(tmp_path: Any) -> None:
+    import yaml
+    from click.testing import CliRunner
+
+    from orchestrator.cli import main
+
+    data = copy.deepcopy(CONFIG)
+    data["tenants"] = [{"name": "acme", "api_keys_env": ["SPILLWAY_TEST_UNSET_KEY"]}]
+    path = tmp_path / "spillway.yaml"
+    path.write_text(yaml.safe_dump(data))
+    checked = CliRunner().invoke(main, ["config", "check", str(path)])
+    assert checked.exit_code == 0  # config check needs no secrets
+    result = CliRunner().invoke(main, ["serve", "--config", str(path)])
+    assert result.exit_code == 2
+    assert "tenant 'acme': environment variable SPILLWAY_TEST_UNSET_KEY" in result.output
