@@ -80,10 +80,13 @@ def start(config: SpillwayConfig, *, host: str | None = None, port: int | None =
         logging_level=logging.WARNING,
         configure_logging=True,
     )
+    # Build first: from the moment the proxy listens until the app's routes reach it, Serve
+    # answers a plain-text 404; deploying right after serve.start keeps that window short.
+    app = build_app(config)
     serve.start(
         http_options={"host": host or config.server.host, "port": port or config.server.port},
     )
-    return serve.run(build_app(config), name=APP_NAME, route_prefix="/", blocking=False)
+    return serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
 
 
 def stop() -> None:
