@@ -14,6 +14,8 @@ log = logging.getLogger("spillway")
 
 # Unix socket paths are limited to 107 bytes and Ray's session dirs are long.
 _MAX_RAY_TMP_LEN = 48
+# Ray Serve's name for its HTTP proxy actors (ray.serve._private.constants.SERVE_PROXY_NAME).
+_SERVE_PROXY_PREFIX = "SERVE_PROXY_ACTOR"
 
 
 def runtime_env_vars(config: SpillwayConfig) -> dict[str, str]:
@@ -78,19 +80,42 @@ def start(config: SpillwayConfig, *, host: str | None = None, port: int | None =
         logging_level=logging.WARNING,
         configure_logging=True,
     )
+    # Build first: from the moment the proxy listens until the app's routes reach it, Serve
+    # answers a plain-text 404; deploying right after serve.start keeps that window short.
+    app = build_app(config)
     serve.start(
         http_options={"host": host or config.server.host, "port": port or config.server.port},
         logging_config=serve_logging(config),
     )
-    return serve.run(build_app(config), name=APP_NAME, route_prefix="/", blocking=False)
+    return serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
 
 
 def stop() -> None:
-    """Delete the application, stop Serve and Ray (and with them every engine process)."""
+    """Close the HTTP port, delete the application, stop Serve and Ray (and with them every
+    engine process)."""
     import ray
     from ray import serve
 
     try:
+        close_http_proxies()
         serve.shutdown()
     finally:
         ray.shutdown()
+
+
+def close_http_proxies() -> None:
+    """Stop Serve's HTTP proxies before the application is deleted.
+
+    Otherwise a proxy outlives the application's routes for the seconds the engines take to
+    stop and answers new requests with a plain-text 404 ("Path ... not found"), which clients
+    take for a wrong URL; a closed port is a refused connection, which they retry. Requests
+    still in flight are cut off either way."""
+    import ray
+
+    try:
+        for entry in ray.util.list_named_actors(all_namespaces=True):
+            if entry["name"].startswith(_SERVE_PROXY_PREFIX):
+                actor = ray.get_actor(entry["name"], namespace=entry["namespace"])
+                ray.kill(actor, no_restart=True)
+    except Exception as error:  # stopping must go on; the 404s are the only cost
+        log.warning("could not stop the HTTP proxies first: %s", error)

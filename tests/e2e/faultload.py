@@ -27,10 +27,12 @@ class Outcome:
     """One request as the client saw it."""
 
     kind: str  # answered | error (OpenAI-shaped) | refused | broken | hung | malformed
+    # | not_routed (Ray Serve's plain-text 404 of a proxy without the app's routes)
     status: int | None = None
     query_id: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
     detail: str = ""
+    phase: str = ""  # what the test was doing when the request ended
 
 
 def _is_openai_error(body: Any) -> bool:
@@ -55,6 +57,8 @@ def classify(response: httpx.Response) -> Outcome:
         "text/event-stream"
     ):
         return _stream_outcome(response, query_id)
+    if response.status_code == 404 and response.text.startswith("Path '"):
+        return Outcome("not_routed", 404, query_id, detail=response.text[:120])
     try:
         body = response.json()
     except ValueError:
@@ -97,6 +101,7 @@ class Load:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._counter = 0
+        self.phase = "load"
         self._threads = [threading.Thread(target=self._work, daemon=True) for _ in range(workers)]
 
     def __enter__(self) -> Load:
@@ -121,8 +126,9 @@ class Load:
                     number = self._counter
                 outcome = send_one(c, number)
                 with self._lock:
+                    outcome.phase = self.phase
                     self.outcomes.append(outcome)
-                if outcome.kind == "refused":
+                if outcome.kind in ("refused", "not_routed"):
                     time.sleep(0.5)  # the service is down: do not spin
 
     def count(self, kind: str = "answered") -> int:
@@ -141,6 +147,10 @@ class Load:
     def summary(self) -> dict[str, int]:
         with self._lock:
             return dict(Counter(o.kind for o in self.outcomes))
+
+    def by_phase(self) -> dict[str, int]:
+        with self._lock:
+            return dict(Counter(f"{o.phase}:{o.kind}" for o in self.outcomes))
 
     def query_ids(self) -> set[str]:
         """Ids of every request the server finished (answered or a clean error)."""
