@@ -152,6 +152,8 @@ class Admission:
             self._read_at = self._clock()
             if spent is not None:
                 self._apply(month, spent)
+            elif month != self._month:  # a new month starts from zero, even unread
+                self._apply(month, {})
 
     def _apply(self, month: datetime, spent: Mapping[str, Decimal]) -> None:
         self._month = month

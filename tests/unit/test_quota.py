@@ -124,3 +124,21 @@ def test_budget_is_checked_before_the_rate() -> None:
     admission = Admission([a], Reader({}), wall=lambda: NOW)
     assert refused(admission, a).code == "insufficient_quota"
     assert refused(admission, a).code == "insufficient_quota"  # no rate token was used
+
+
+def test_a_new_month_starts_from_zero_even_when_the_ledger_is_down() -> None:
+    now = [NOW]
+    calls = []
+
+    def reader(month: datetime) -> dict[str, Decimal]:
+        calls.append(month)
+        if len(calls) > 1:
+            raise OSError("database is down")
+        return {"a": Decimal("3")}
+
+    a = tenant("a", monthly_budget_usd=Decimal("1"))
+    admission = Admission([a], reader, wall=lambda: now[0])
+    assert refused(admission, a).code == "insufficient_quota"
+    now[0] = datetime(2026, 12, 1, 0, 5, tzinfo=UTC)  # December: a new budget
+    asyncio.run(admission.admit(a))
+    assert calls[-1] == datetime(2026, 12, 1, tzinfo=UTC) and admission.spent("a") == 0
