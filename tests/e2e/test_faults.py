@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,6 +224,7 @@ def test_ledger_database_outage_loses_no_row(rig: Rig) -> None:
         load.wait_for("answered", during + 9, 180)  # served while the database is down
         rig.pg.start()
         load.wait_for("answered", load.count() + 6, 180)
+    print("ledger outage outcomes:", load.summary())
     assert_clean(load, {"answered", "error"})
     assert metric(rig.base_url, "spillway_ledger_rows_spooled_total") > 0  # the outage was real
     rig.finished |= load.query_ids()
@@ -238,9 +240,10 @@ def test_small_replica_killed_under_load(rig: Rig) -> None:
         os.kill(victim, signal.SIGKILL)
         after_kill = load.count()
         load.wait_for("answered", after_kill + 12, 300)
+    reasons = Counter(o.info.get("reason") for o in load.outcomes if o.kind == "answered")
+    print("replica kill outcomes:", load.summary(), "reasons:", dict(reasons))
     assert_clean(load, {"answered", "error"})
-    reasons = [o.info.get("reason") for o in load.outcomes if o.kind == "answered"]
-    assert "small_unavailable" in reasons, load.summary()
+    assert reasons["small_unavailable"] > 0, load.summary()
     fallbacks = [o for o in load.outcomes if o.info.get("reason") == "small_unavailable"]
     assert all(o.info["answered_by"] == "spillway-large" for o in fallbacks)
     assert all("small" in o.info["faults"] for o in fallbacks)
