@@ -19,6 +19,7 @@ from orchestrator.config import SpillwayConfig
 from orchestrator.errors import InvalidRequest, NotFound
 from orchestrator.llm import GenerationRequest, GenerationResult, StreamDelta
 from orchestrator.protocol import AUTO_MODEL, ChatCompletionRequest, SpillwayInfo
+from orchestrator.streaming import HeldStream, hold, pass_through
 
 REASON_REQUESTED_LARGE = "requested_large"
 
@@ -167,8 +168,7 @@ class QueryService:
         return target, _with_adapter(probe, trace.adapter)
 
     def decide(self, trace: QueryTrace, logprobs: list[float]) -> Decision:
-        route_key = trace.adapter or trace.route or "base"
-        decision = decide(self._config.cascade, route_key, logprobs)
+        decision = decide(self._config.cascade, route_key(trace), logprobs)
         trace.decision, trace.escalated, trace.reason = decision, decision.escalate, decision.reason
         return decision
 
@@ -213,23 +213,38 @@ class QueryService:
     ) -> AsyncIterator[StreamDelta]:
         """Route, run the small model and decide; return the deltas of the accepted answer.
 
-        The small model's tokens are held until the cascade has decided on the whole answer,
-        so request errors and the decision are known before the first byte goes out; an
-        escalated query's large-model stream is passed through live."""
+        The small model's tokens are held until the cascade has decided, on the whole answer
+        or on the route's first `stream_decide_after_tokens` (then the rest of an accepted
+        answer is passed through live: `orchestrator.streaming`), so request errors and the
+        decision are known before the first byte goes out; an escalated query's large-model
+        stream is passed through live."""
         target, gen = await self.prepare(request, trace)
         if target.kind == "large":
             return self._stream_large(trace, gen, REASON_REQUESTED_LARGE)
         started = time.perf_counter()
-        held = [delta async for delta in self.backends.small_stream(gen)]
-        trace.latency_ms["small"] = _ms_since(started)
-        last = held[-1]
-        trace.small_usage = Usage(last.prompt_tokens, last.completion_tokens)
-        logprobs = [lp for delta in held for lp in delta.token_logprobs]
-        if self.decide(trace, logprobs).escalate:
+        k = self._config.cascade.for_route(route_key(trace)).stream_decide_after_tokens
+        head = await hold(self.backends.small_stream(gen), k)
+        trace.small_usage = head.usage()
+        if self.decide(trace, head.logprobs(k)).escalate:
+            await head.close()  # decided early: stop the small model, bill what it generated
+            trace.latency_ms["small"] = _ms_since(started)
             return self._stream_large(trace, gen, trace.reason)
         trace.answered_by = gen.adapter or self._small_name
-        self.settle(trace)
-        return _replay(held)
+        return self._stream_small(trace, head, started)
+
+    def _stream_small(
+        self, trace: QueryTrace, head: HeldStream, started: float
+    ) -> AsyncIterator[StreamDelta]:
+        """The accepted small answer: held deltas, then (decided early) the rest live."""
+
+        def on_delta(delta: StreamDelta) -> None:
+            trace.small_usage = Usage(delta.prompt_tokens, delta.completion_tokens)
+
+        def on_end() -> None:
+            trace.latency_ms["small"] = _ms_since(started)
+            self.settle(trace)
+
+        return pass_through(head, on_delta, on_end)
 
     def _stream_large(
         self, trace: QueryTrace, gen: GenerationRequest, reason: str
@@ -253,9 +268,9 @@ class QueryService:
         self.settle(trace)
 
 
-async def _replay(deltas: list[StreamDelta]) -> AsyncIterator[StreamDelta]:
-    for delta in deltas:
-        yield delta
+def route_key(trace: QueryTrace) -> str:
+    """The cascade policy's route for a query: its adapter, else its route label, else base."""
+    return trace.adapter or trace.route or "base"
 
 
 def routing_text(request: ChatCompletionRequest) -> str:
