@@ -241,8 +241,11 @@ class QueryService:
             trace.small_usage = Usage(delta.prompt_tokens, delta.completion_tokens)
 
         def on_end() -> None:
-            trace.latency_ms["small"] = _ms_since(started)
+            trace.latency_ms.setdefault("small", _ms_since(started))
             self.settle(trace)
+
+        if head.finished:  # the whole answer was held: the small model is done already
+            trace.latency_ms["small"] = _ms_since(started)
 
         return pass_through(head, on_delta, on_end)
 
