@@ -159,7 +159,8 @@ def test_stream_escalated_after_k_tokens_stops_and_bills_the_small_model(
     assert (info["escalated"], info["reason"]) == (True, "low_confidence")
     row = _stream_ledger_row(service, info["query_id"])
     assert 4 <= row["small_completion_tokens"] < 48
-    assert row["large_completion_tokens"] == chunks[-1].model_extra["usage"]["completion_tokens"]
+    assert chunks[-1].usage is not None
+    assert row["large_completion_tokens"] == chunks[-1].usage.completion_tokens
     assert Decimal(row["cost_usd"]) == Decimal(row["cost_small_usd"]) + Decimal(
         row["cost_large_usd"]
     )
