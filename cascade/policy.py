@@ -13,10 +13,11 @@ The rule is ``escalate = confidence < threshold``. Every signal is strictly belo
 non-empty answer (see ``cascade.confidence``), so a threshold of 1.0 escalates every answer and a
 threshold of 0.0 accepts every answer.
 
-Streams: with ``signal: first_k`` the decision needs only the first ``first_k`` tokens'
-log-probabilities, so the service can decide (and start streaming an accepted answer) before
-the small model finishes. The trade-off: the first tokens say less about the whole answer than
-all of them, so at the same escalation rate the quality kept is usually a little lower.
+Streams: with ``stream_decide_after_tokens: k`` the service decides on the first k tokens'
+log-probabilities (the route's signal over them) and starts streaming an accepted answer
+before the small model finishes. With ``signal: first_k`` and ``first_k <= k`` that is the
+same decision as on the whole answer. The trade-off: the first tokens say less about the whole
+answer than all of them, so at the same escalation rate the quality kept is usually lower.
 """
 
 from __future__ import annotations
@@ -74,6 +75,14 @@ class RoutePolicy(BaseModel):
     learned: LearnedSignal | None = Field(
         default=None,
         description="Fitted coefficients for `signal: learned` (required then, unused otherwise).",
+    )
+    stream_decide_after_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="Streams only: decide on the first k tokens (this route's signal over "
+        "them), so an accepted answer streams before the small model finishes; None holds the "
+        "whole answer. With signal first_k and k >= first_k the decision equals the unstreamed "
+        "one.",
     )
     skip_below: float | None = Field(
         default=None,

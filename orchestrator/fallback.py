@@ -22,6 +22,7 @@ from typing import TypeVar
 from orchestrator.errors import ServiceUnavailable, SpillwayError
 from orchestrator.llm import LLMRequestError, StreamDelta
 from orchestrator.settings import CallSettings
+from orchestrator.streaming import HeldStream, hold
 
 T = TypeVar("T")
 Arg = TypeVar("Arg")
@@ -136,29 +137,38 @@ async def open_stream(
 async def _chain(
     stage: str, timeout_s: float, first: StreamDelta, deltas: AsyncIterator[StreamDelta]
 ) -> AsyncIterator[StreamDelta]:
-    yield first
-    while True:
-        try:
-            delta = await _next(deltas, timeout_s)
-        except StopAsyncIteration:
-            return
-        except TimeoutError as error:
+    """`first`, then the rest of `deltas`, each within `timeout_s`; closing this early (a
+    cascade that decided after k tokens, a client gone) cancels the underlying stream."""
+    exhausted = False
+    try:
+        yield first
+        while True:
+            try:
+                delta = await _next(deltas, timeout_s)
+            except StopAsyncIteration:
+                exhausted = True
+                return
+            except TimeoutError as error:
+                raise BackendUnavailable(stage, error) from error
+            yield delta
+    finally:
+        if not exhausted:
             await _close(deltas)
-            raise BackendUnavailable(stage, error) from error
-        yield delta
 
 
-async def collect_stream(
+async def hold_stream(
     stage: str,
     calls: CallSettings,
     function: Callable[[Arg], AsyncIterator[StreamDelta]],
     argument: Arg,
-) -> list[StreamDelta]:
-    """Every delta of a stream (held, nothing sent yet), so a failure anywhere is retried
-    like a call's."""
+    decide_after: int | None,
+) -> HeldStream:
+    """The stream's first `decide_after` tokens (every delta when None), held before any byte
+    is sent, so a failure while holding is retried like a call's; the rest stays open in
+    `HeldStream.rest`, each next delta within `timeout_s`."""
 
-    async def attempt() -> list[StreamDelta]:
+    async def attempt() -> HeldStream:
         first, deltas = await _first(lambda: function(argument), calls.timeout_s)
-        return [delta async for delta in _chain(stage, calls.timeout_s, first, deltas)]
+        return await hold(_chain(stage, calls.timeout_s, first, deltas), decide_after)
 
     return await with_retries(stage, calls, attempt)

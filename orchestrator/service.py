@@ -21,11 +21,12 @@ from orchestrator.fallback import (
     BackendUnavailable,
     both_unavailable,
     call,
-    collect_stream,
+    hold_stream,
     open_stream,
 )
 from orchestrator.llm import GenerationRequest, GenerationResult, StreamDelta
 from orchestrator.protocol import AUTO_MODEL, ChatCompletionRequest, SpillwayInfo
+from orchestrator.streaming import HeldStream, pass_through
 
 T = TypeVar("T")
 REASON_REQUESTED_LARGE = "requested_large"
@@ -190,8 +191,7 @@ class QueryService:
         return target, _with_adapter(probe, trace.adapter)
 
     def decide(self, trace: QueryTrace, logprobs: list[float]) -> Decision:
-        route_key = trace.adapter or trace.route or "base"
-        decision = decide(self._config.cascade, route_key, logprobs)
+        decision = decide(self._config.cascade, route_key(trace), logprobs)
         trace.decision, trace.escalated, trace.reason = decision, decision.escalate, decision.reason
         return decision
 
@@ -266,33 +266,55 @@ class QueryService:
     ) -> AsyncIterator[StreamDelta]:
         """Route, run the small model and decide; return the deltas of the accepted answer.
 
-        The small model's tokens are held until the cascade has decided on the whole answer,
-        so request errors and the decision are known before the first byte goes out; an
-        escalated query's large-model stream is passed through live once its first delta
-        arrived. Fallbacks (small -> large, large -> the held small answer, degraded) are
-        therefore all decided before the first byte; a failure later is an in-band error."""
+        The small model's tokens are held until the cascade has decided, on the whole answer
+        or on the route's first `stream_decide_after_tokens` (then the rest of an accepted
+        answer is passed through live: `orchestrator.streaming`), so request errors and the
+        decision are known before the first byte goes out. Fallbacks (small -> large, large ->
+        the small answer flagged degraded) are decided before the first byte too: an escalated
+        query's large stream is awaited to its first delta while the small stream stays open,
+        and closed (billed for what it generated) only once the large one answers. A failure
+        after the first byte is an in-band error."""
         target, gen = await self.prepare(request, trace)
         if target.kind == "large":
             return await self._open_large(trace, gen, REASON_REQUESTED_LARGE)
-        attempt = collect_stream("small", self._config.small.calls, self.backends.small_stream, gen)
-        held = await self._try_small(trace, attempt)
-        if held is None:
+        started = time.perf_counter()
+        k = self._config.cascade.for_route(route_key(trace)).stream_decide_after_tokens
+        calls = self._config.small.calls
+        head = await self._try_small(
+            trace, hold_stream("small", calls, self.backends.small_stream, gen, k)
+        )
+        if head is None:
             return await _or_both_unavailable(
                 self._open_large(trace, gen, REASON_SMALL_UNAVAILABLE)
             )
-        last = held[-1]
-        trace.small_usage = Usage(last.prompt_tokens, last.completion_tokens)
-        logprobs = [lp for delta in held for lp in delta.token_logprobs]
+        trace.small_usage = head.usage()
         small_model = gen.adapter or self._small_name
-        if self.decide(trace, logprobs).escalate:
+        if self.decide(trace, head.logprobs(k)).escalate:
             try:
-                return await self._open_large(trace, gen, trace.reason)
+                large = await self._open_large(trace, gen, trace.reason)
             except BackendUnavailable:
                 self._degrade(trace, small_model)
-                return _replay(held)
+                return self._stream_small(trace, head, started)
+            await head.close()  # the large model answers: stop the small one
+            return large
         trace.answered_by = small_model
-        self.settle(trace)
-        return _replay(held)
+        return self._stream_small(trace, head, started)
+
+    def _stream_small(
+        self, trace: QueryTrace, head: HeldStream, started: float
+    ) -> AsyncIterator[StreamDelta]:
+        """The small answer: held deltas, then (decided early) the rest live."""
+        held_whole = head.finished
+
+        def on_delta(delta: StreamDelta) -> None:
+            trace.small_usage = Usage(delta.prompt_tokens, delta.completion_tokens)
+
+        def on_end() -> None:
+            if not held_whole:  # the small model finished only now
+                trace.latency_ms["small"] = _ms_since(started)
+            self.settle(trace)
+
+        return pass_through(head, on_delta, on_end)
 
     async def _open_large(
         self, trace: QueryTrace, gen: GenerationRequest, reason: str
@@ -337,9 +359,9 @@ async def _or_both_unavailable(large: Awaitable[T]) -> T:
         raise both_unavailable() from error
 
 
-async def _replay(deltas: list[StreamDelta]) -> AsyncIterator[StreamDelta]:
-    for delta in deltas:
-        yield delta
+def route_key(trace: QueryTrace) -> str:
+    """The cascade policy's route for a query: its adapter, else its route label, else base."""
+    return trace.adapter or trace.route or "base"
 
 
 def routing_text(request: ChatCompletionRequest) -> str:

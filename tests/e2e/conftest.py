@@ -128,12 +128,13 @@ def start_service(
 
 
 # Thresholds chosen so both cascade paths are exercised deterministically: `code` always
-# escalates (threshold 1.0), `legal` never does (threshold 0.0).
+# escalates (threshold 1.0), `legal` never does (threshold 0.0). Both decide streams after the
+# first 4 tokens, which leaves every decision unchanged at these thresholds.
 TEST_CASCADE = {
     "default": {"signal": "mean_prob", "threshold": 0.5},
     "routes": {
-        "code": {"signal": "mean_prob", "threshold": 1.0},
-        "legal": {"signal": "mean_prob", "threshold": 0.0},
+        "code": {"signal": "mean_prob", "threshold": 1.0, "stream_decide_after_tokens": 4},
+        "legal": {"signal": "mean_prob", "threshold": 0.0, "stream_decide_after_tokens": 4},
     },
 }
 

@@ -4,6 +4,7 @@ router artifact, two vLLM engines on the CPU, the SQLite ledger)."""
 from __future__ import annotations
 
 import json
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -125,6 +126,44 @@ def test_stream_equals_non_stream_at_temperature_zero(service: RunningService) -
         final = chunks[-1].model_extra["spillway"]
         assert final["escalated"] == whole.model_extra["spillway"]["escalated"]
         assert chunks[-1].choices[0].finish_reason == whole.choices[0].finish_reason
+
+
+def _stream_ledger_row(service: RunningService, query_id: str) -> dict[str, Any]:
+    """A stream's row is recorded just after its last event: wait for it briefly."""
+    for _ in range(50):
+        response = httpx.get(
+            f"{service.base_url}/v1/queries/{query_id}",
+            headers={"Authorization": f"Bearer {service.api_key}"},
+            timeout=10,
+        )
+        if response.status_code == 200:
+            return response.json()  # type: ignore[no-any-return]
+        time.sleep(0.1)
+    raise AssertionError(f"no ledger row for {query_id}: {response.text}")
+
+
+def test_stream_escalated_after_k_tokens_stops_and_bills_the_small_model(
+    service: RunningService,
+) -> None:
+    """`code` decides after 4 tokens and always escalates: the small model is cancelled."""
+    chunks = list(
+        service.client().chat.completions.create(
+            model="auto",
+            messages=[{"role": "user", "content": CODE_QUESTION}],
+            max_tokens=48,
+            temperature=0,
+            stream=True,
+        )
+    )
+    info = chunks[-1].model_extra["spillway"]
+    assert (info["escalated"], info["reason"]) == (True, "low_confidence")
+    row = _stream_ledger_row(service, info["query_id"])
+    assert 4 <= row["small_completion_tokens"] < 48
+    assert chunks[-1].usage is not None
+    assert row["large_completion_tokens"] == chunks[-1].usage.completion_tokens
+    assert Decimal(row["cost_usd"]) == Decimal(row["cost_small_usd"]) + Decimal(
+        row["cost_large_usd"]
+    )
 
 
 def test_naming_an_adapter_or_the_large_model_skips_the_router(service: RunningService) -> None:

@@ -119,7 +119,9 @@ def test_calibrate_then_evaluate_meets_target(
             columns, scores, target, groups=groups, mode=mode, min_route_records=min_records
         )
     except CalibrationError:
-        assert target.kind == "cost"
+        # a cost cap can be below every point; and no threshold in [0, 1] escalates a record
+        # scored exactly 1.0, so a target that needs every record escalated is infeasible
+        assert target.kind == "cost" or max(scores) == 1.0
         return
     decided = escalations(result.policy(), scores, routes, mode=mode)
     point = operating_point(columns, decided, mode=mode)
