@@ -56,9 +56,30 @@ def _user_errors() -> tuple[type[Exception], ...]:
 @click.option("--baseline", type=click.Choice(["tfidf"]), help="Train the TF-IDF + LR baseline.")
 @click.option(
     "--kind",
-    type=click.Choice(["bert", "hybrid", "tfidf"]),
-    help="Model family (default bert; hybrid = TF-IDF + static MiniLM vectors + LR).",
+    type=click.Choice(["bert", "hybrid", "tfidf", "ensemble"]),
+    help="Model family (default bert; hybrid = TF-IDF + static MiniLM vectors + LR; "
+    "ensemble = the bert encoder + a TF-IDF/hybrid model, log-probabilities averaged).",
 )
+@click.option(
+    "--onnx-optimization",
+    type=click.Choice(["none", "fused", "int8"]),
+    default="none",
+    show_default=True,
+    help="Encoder ONNX graph: as exported, ONNX Runtime BERT fusions, or fused + int8 weights.",
+)
+@click.option(
+    "--ensemble-member",
+    type=click.Choice(["tfidf", "hybrid"]),
+    default="tfidf",
+    show_default=True,
+    help="The ensemble's second member.",
+)
+@click.option(
+    "--ensemble-weight",
+    type=click.FloatRange(0.0, 1.0),
+    help="Encoder weight in the ensemble (default: chosen on the held-out split).",
+)
+@click.option("--learning-rate", type=float, help="Learning rate (default: the kind's).")
 @click.option(
     "--runtime",
     type=click.Choice(["auto", "torch", "onnx"]),
@@ -94,6 +115,10 @@ def train(**kwargs: Any) -> None:
         "max_length": kwargs["max_length"],
         "keep_layers": kwargs["keep_layers"],
         "runtime": kwargs["runtime"],
+        "onnx_optimization": kwargs["onnx_optimization"],
+        "ensemble_member": kwargs["ensemble_member"],
+        "ensemble_weight": kwargs["ensemble_weight"],
+        "learning_rate": kwargs["learning_rate"],
         "out_of_scope_label": None if oos == "none" else oos,
         "abstain_target": kwargs["abstain_target"],
     }

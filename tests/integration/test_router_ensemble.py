@@ -1,0 +1,82 @@
+"""The ensemble kind and the fused/int8 ONNX encoder graph, with a tiny local encoder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from orchestrator.cli.router import router as router_cli
+from router_training.artifact import ArtifactError, load_router
+from router_training.ensemble import combine
+from router_training.samples import DOMAINS_SAMPLE
+
+pytest_plugins = ["tests.integration.router_encoders"]
+
+QUERIES = [
+    "How do I parse a CSV file in Python?",
+    "a rash on my arm that will not go away",
+    "can my landlord keep the deposit after I move out",
+    "what is the capital of France",
+]
+
+
+@pytest.fixture(scope="module")
+def ensemble(tiny_encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ensemble") / "router"
+    args = ["train", "--data", str(DOMAINS_SAMPLE), "--out", str(out), "--no-progress"]
+    args += ["--kind", "ensemble", "--base-model", str(tiny_encoder), "--epochs", "1"]
+    args += ["--max-length", "24", "--onnx-optimization", "int8", "--json"]
+    result = CliRunner().invoke(router_cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["kind"] == "ensemble"
+    return out
+
+
+def test_ensemble_artifact_layout_and_manifest(ensemble: Path) -> None:
+    names = {p.name for p in ensemble.iterdir()}
+    assert {"model.onnx", "model.safetensors", "tfidf.json", "ensemble.json"} <= names
+    manifest = load_router(ensemble).manifest
+    assert (manifest.kind, manifest.runtime, manifest.max_length) == ("ensemble", "onnx", 24)
+    assert manifest.params["onnx_optimization"] == "int8"
+    fused = manifest.params["onnx_fused_operators"]
+    assert fused["Attention"] == 1 and fused["SkipLayerNormalization"] == 2
+    spec = json.loads((ensemble / "ensemble.json").read_text())
+    assert spec["member"] == "tfidf" and 0.0 <= spec["encoder_weight"] <= 1.0
+    assert manifest.params["ensemble"] == spec
+
+
+def test_int8_graph_has_quantized_matmuls(ensemble: Path) -> None:
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(ensemble / "model.onnx")).graph.node}
+    assert {"DynamicQuantizeLinear", "MatMulInteger", "QAttention"} <= ops
+    assert "QEmbedLayerNormalization" in ops and "MatMul" not in ops
+
+
+def test_ensemble_scores_are_the_weighted_member_scores(ensemble: Path) -> None:
+    router = load_router(ensemble)
+    scorer = router._scorer
+    expected = combine(
+        scorer._encoder.logits(QUERIES),  # type: ignore[attr-defined]
+        scorer._member.logits(QUERIES),  # type: ignore[attr-defined]
+        scorer.spec,  # type: ignore[attr-defined]
+    )
+    assert np.allclose(scorer.logits(QUERIES), expected)
+    single = np.concatenate([scorer.logits([q]) for q in QUERIES])
+    assert np.allclose(single, expected, atol=1e-4)
+    labels = [p.label for p in router.predict(QUERIES)]
+    assert labels[:3] == ["code", "medical", "legal"]
+
+
+def test_ensemble_needs_its_spec_file(ensemble: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(ensemble, copy)
+    (copy / "ensemble.json").unlink()
+    with pytest.raises(ArtifactError, match=r"ensemble\.json is missing"):
+        load_router(copy)
