@@ -214,6 +214,46 @@ def predict(model: Path, as_json: bool, texts: tuple[str, ...]) -> None:
         )
 
 
+@router.command()
+@click.option("--encoder", required=True, type=click.Path(path_type=Path), help="bert artifact.")
+@click.option("--member", required=True, type=click.Path(path_type=Path), help="tfidf/hybrid one.")
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Their training file.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Artifact directory.")
+@click.option(
+    "--onnx-optimization",
+    type=click.Choice(["none", "fused", "int8"]),
+    default="int8",
+    show_default=True,
+    help="Encoder ONNX graph in the ensemble.",
+)
+@click.option("--abstain-target", default="auto", show_default=True, help="As for train.")
+@click.option("--ensemble-weight", type=click.FloatRange(0.0, 1.0), help="Fix the encoder weight.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def ensemble(**kwargs: Any) -> None:
+    """Combine a trained encoder router and a TF-IDF/hybrid router (same data and hold-out)
+    into one ensemble artifact; weights, temperature and threshold come from the hold-out."""
+    from router_training.compose import compose_ensemble
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        report = compose_ensemble(
+            kwargs["encoder"],
+            kwargs["member"],
+            kwargs["data"],
+            kwargs["out"],
+            onnx_optimization=kwargs["onnx_optimization"],
+            abstain_target=kwargs["abstain_target"],
+            ensemble_weight=kwargs["ensemble_weight"],
+        )
+    except _user_errors() as error:
+        _fail(error)
+    if kwargs["as_json"]:
+        click.echo(report.model_dump_json(indent=2))
+        return
+    click.echo(f"router {report.version} ({report.kind}) -> {report.artifact}")
+    _echo_summary(report.metrics)
+
+
 def _log_mlflow(uri: str, stage: str, artifact: Path, metrics: dict[str, Any]) -> None:
     from router_training.tracking import log_to_mlflow
 

@@ -80,3 +80,47 @@ def test_ensemble_needs_its_spec_file(ensemble: Path, tmp_path: Path) -> None:
     (copy / "ensemble.json").unlink()
     with pytest.raises(ArtifactError, match=r"ensemble\.json is missing"):
         load_router(copy)
+
+
+@pytest.fixture(scope="module")
+def members(tiny_encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from router_training.train import train_router
+
+    root = tmp_path_factory.mktemp("members")
+    options = {"base_model": tiny_encoder, "epochs": 1, "max_length": 24, "progress": False}
+    train_router(DOMAINS_SAMPLE, root / "bert", kind="bert", **options)
+    train_router(DOMAINS_SAMPLE, root / "tfidf", kind="tfidf", progress=False)
+    return root / "bert", root / "tfidf"
+
+
+def test_compose_an_ensemble_from_trained_routers(
+    members: tuple[Path, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "composed"
+    args = ["ensemble", "--encoder", str(members[0]), "--member", str(members[1])]
+    args += ["--data", str(DOMAINS_SAMPLE), "--out", str(out), "--onnx-optimization", "fused"]
+    args += ["--ensemble-weight", "0.5", "--abstain-target", "fixed=0.4", "--json"]
+    result = CliRunner().invoke(router_cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["kind"] == "ensemble" and report["metrics"]["examples"] == 160
+    router = load_router(out)
+    assert router.manifest.abstain_threshold == 0.4
+    assert router.manifest.params["onnx_optimization"] == "fused"
+    assert json.loads((out / "ensemble.json").read_text())["encoder_weight"] == 0.5
+    assert [p.label for p in router.predict(QUERIES[:1])] == ["code"]
+
+
+def test_compose_refuses_routers_trained_on_other_data(
+    members: tuple[Path, Path], tmp_path: Path
+) -> None:
+    other = tmp_path / "other.jsonl"
+    other.write_text(DOMAINS_SAMPLE.read_text().replace("Python", "python"))
+    args = ["ensemble", "--encoder", str(members[0]), "--member", str(members[1])]
+    args += ["--data", str(other), "--out", str(tmp_path / "x")]
+    result = CliRunner().invoke(router_cli, args)
+    assert result.exit_code != 0 and "not trained on this --data file" in result.output
+    swapped = ["ensemble", "--encoder", str(members[1]), "--member", str(members[0])]
+    swapped += ["--data", str(DOMAINS_SAMPLE), "--out", str(tmp_path / "y")]
+    result = CliRunner().invoke(router_cli, swapped)
+    assert result.exit_code != 0 and "need a bert --encoder" in result.output
