@@ -47,6 +47,8 @@ def test_ensemble_artifact_layout_and_manifest(ensemble: Path) -> None:
     spec = json.loads((ensemble / "ensemble.json").read_text())
     assert spec["member"] == "tfidf" and 0.0 <= spec["encoder_weight"] <= 1.0
     assert manifest.params["ensemble"] == spec
+    card = (ensemble / "README.md").read_text()
+    assert "- ensemble: encoder weight" in card and "- encoder ONNX graph: int8" in card
 
 
 def test_int8_graph_has_quantized_matmuls(ensemble: Path) -> None:
