@@ -139,3 +139,21 @@ def test_compose_refuses_routers_trained_on_other_data(
     swapped += ["--data", str(DOMAINS_SAMPLE), "--out", str(tmp_path / "y")]
     result = CliRunner().invoke(router_cli, swapped)
     assert result.exit_code != 0 and "need a bert --encoder" in result.output
+
+
+def test_the_router_deployment_serves_an_ensemble(ensemble: Path) -> None:
+    import asyncio
+
+    from orchestrator.router import RouterDeployment
+
+    # batches of one: int8 activations are quantized per batch, so compare like with like
+    deployment = RouterDeployment(str(ensemble), max_batch_size=1)
+
+    async def run() -> list[str | None]:
+        results = await asyncio.gather(*(deployment.route(q) for q in QUERIES))
+        return [r.label for r in results]
+
+    labels = asyncio.run(run())
+    router = load_router(ensemble)
+    expected = [router.predict([q])[0].label for q in QUERIES]
+    assert labels == expected and deployment.version == router.version
