@@ -33,6 +33,22 @@ RECIPES: dict[str, dict[str, Any]] = {
     "bert-tiny": {"kind": "bert", "epochs": 12},
     "minilm": {"kind": "bert", "base_model": "minilm", "epochs": 2},
     "minilm-l3": {"kind": "bert", "base_model": "minilm", "keep_layers": 3, "epochs": 2},
+    # fine-tuned MiniLM (fused ONNX graph) + TF-IDF, log-probabilities weighted on the
+    # hold-out; threshold: at most 1% of held-out in-scope queries abstain
+    "ensemble": {
+        "kind": "ensemble",
+        "base_model": "minilm",
+        "epochs": 2,
+        "onnx_optimization": "fused",
+        "abstain_target": "abstain_rate<=0.01",
+    },
+    "ensemble-int8": {
+        "kind": "ensemble",
+        "base_model": "minilm",
+        "epochs": 2,
+        "onnx_optimization": "int8",
+        "abstain_target": "abstain_rate<=0.01",
+    },
 }
 MAX_LENGTH = {"clinc": 32, "mmlu": 128}
 
@@ -60,7 +76,7 @@ def run_one(recipe: str, dataset: str, train: Path, test: Path, args: Any, work:
     from router_training.train import train_router
 
     options = dict(RECIPES[recipe])
-    if options["kind"] == "bert":
+    if options["kind"] in ("bert", "ensemble"):
         options.setdefault("max_length", MAX_LENGTH[dataset])
     out = work / f"{recipe}-{dataset}"
     cpu_before = resource.getrusage(resource.RUSAGE_SELF).ru_utime

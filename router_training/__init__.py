@@ -17,6 +17,7 @@ __all__ = [
     "LoadedRouter",
     "RoutePrediction",
     "TrainReport",
+    "compose_ensemble",
     "evaluate_router",
     "load_router",
     "read_labelled",
@@ -33,6 +34,7 @@ _HOME = {
     "TrainReport": "router_training.train",
     "train_router": "router_training.train",
     "evaluate_router": "router_training.evaluate",
+    "compose_ensemble": "router_training.compose",
     "DOMAINS_SAMPLE": "router_training.samples",
 }
 

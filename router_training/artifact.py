@@ -8,6 +8,7 @@ Layout::
     tfidf.json, tfidf.npz                      kind "tfidf"
     + embed_vectors.npz, embed_tokenizer.json  kind "hybrid" (static MiniLM sentence vectors)
     config.json, model.safetensors | model.onnx, tokenizer.json, ...   kind "bert"
+    the "bert" files + the "tfidf" (or "hybrid") files + ensemble.json   kind "ensemble"
 
 ``load_router`` checks the manifest, every file's SHA-256 and runs one probe prediction, so a
 corrupt artifact fails at load with an ``ArtifactError`` naming the path, never at a request.
@@ -48,6 +49,14 @@ _REQUIRED_FILES: dict[str, tuple[tuple[str, ...], ...]] = {
     "tfidf": (("tfidf.json",), ("tfidf.npz",)),
     "hybrid": (("tfidf.json",), ("tfidf.npz",), ("embed_vectors.npz",), ("embed_tokenizer.json",)),
     "bert": (("config.json",), ("tokenizer.json",), ("model.safetensors", "model.onnx")),
+    "ensemble": (
+        ("config.json",),
+        ("tokenizer.json",),
+        ("model.safetensors", "model.onnx"),
+        ("tfidf.json",),
+        ("tfidf.npz",),
+        ("ensemble.json",),
+    ),
 }
 
 
@@ -61,7 +70,7 @@ class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     format_version: int = Field(description="Artifact format version; this code reads 1.")
-    kind: Literal["tfidf", "hybrid", "bert"] = Field(description="Model family.")
+    kind: Literal["tfidf", "hybrid", "bert", "ensemble"] = Field(description="Model family.")
     runtime: Literal["sklearn", "torch", "onnx"] = Field(description="Inference engine.")
     labels: list[str] = Field(min_length=2, description="Output labels, in logit order.")
     boolean_labels: bool = Field(False, description="Labels came from booleans (true/false).")
@@ -264,6 +273,10 @@ def _load_scorer(path: Path, manifest: Manifest) -> Scorer:
         from router_training.tfidf import TfidfScorer
 
         return TfidfScorer.load(path)
+    if manifest.kind == "ensemble":
+        from router_training.ensemble import load_ensemble_scorer
+
+        return load_ensemble_scorer(path, manifest)
     from router_training.encoder import load_encoder_scorer
 
     return load_encoder_scorer(path, manifest)

@@ -204,19 +204,14 @@ def _export(
     base: Path | None,
     history: dict[str, Any],
 ) -> dict[str, Any]:
-    from router_training.encoder import (
-        EncoderScorer,
-        export_onnx,
-        onnx_runner,
-        save_classifier,
-        torch_runner,
-    )
+    from router_training.encoder import EncoderScorer, onnx_runner, save_classifier, torch_runner
 
     model = model.eval()
     files = save_classifier(model, tokenizer, staging)
     runtime = _runtime(config.runtime)
+    fused: dict[str, int] = {}
     if runtime == "onnx":
-        export_onnx(model, staging / "model.onnx")
+        fused = _export_onnx(model, staging / "model.onnx", config)
         files.append("model.onnx")
         run = onnx_runner(staging / "model.onnx", config.threads)
     else:
@@ -229,6 +224,8 @@ def _export(
         "base_model": str(base) if base is not None else None,
         "layers": int(model.encoder.config.num_hidden_layers),
         "hidden_size": int(model.encoder.config.hidden_size),
+        "onnx_optimization": config.onnx_optimization if runtime == "onnx" else "none",
+        "onnx_fused_operators": fused,
         **history,
     }
     return {
@@ -238,6 +235,24 @@ def _export(
         "pooling": pooling,
         "params": params,
     }
+
+
+def _export_onnx(model: Any, path: Path, config: TrainConfig) -> dict[str, int]:
+    """Export the classifier; fuse/quantize the graph when asked (returns fused op counts)."""
+    from router_training.encoder import export_onnx
+    from router_training.onnx_opt import optimize_onnx
+
+    if config.onnx_optimization != "none":
+        # ONNX Runtime's attention fusion recognises the eager attention graph, not SDPA's
+        model.encoder.set_attn_implementation("eager")
+    export_onnx(model, path)
+    encoder_config = model.encoder.config
+    return optimize_onnx(
+        path,
+        config.onnx_optimization,
+        num_heads=int(encoder_config.num_attention_heads),
+        hidden_size=int(encoder_config.hidden_size),
+    )
 
 
 def _runtime(requested: str) -> str:

@@ -19,6 +19,25 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _model_lines(manifest: Manifest) -> list[str]:
+    """Ensemble weights and the encoder's ONNX graph, when they apply."""
+    params = manifest.params
+    lines = []
+    spec = params.get("ensemble")
+    if isinstance(spec, dict):
+        lines.append(
+            f"- ensemble: encoder weight {spec['encoder_weight']:.2f}, {spec['member']} weight "
+            f"{1 - spec['encoder_weight']:.2f} (log-probabilities; member temperatures "
+            f"{spec['encoder_temperature']:.3f} / {spec['member_temperature']:.3f})"
+        )
+    if params.get("onnx_optimization") not in (None, "none"):
+        lines.append(
+            f"- encoder ONNX graph: {params['onnx_optimization']} "
+            f"(fused operators: {params.get('onnx_fused_operators')})"
+        )
+    return lines
+
+
 def write_card(directory: Path, manifest: Manifest, label_counts: dict[str, int]) -> None:
     metrics = manifest.metrics
     lines = [
@@ -43,6 +62,7 @@ def write_card(directory: Path, manifest: Manifest, label_counts: dict[str, int]
         f"- abstain threshold: {manifest.abstain_threshold:.4f} (target: "
         f"`{manifest.abstain_target}`); below it, or when the top label is out-of-scope, "
         "the service answers with the base model.",
+        *_model_lines(manifest),
         "",
         "## Validation results",
         "| metric | value |",

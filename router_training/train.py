@@ -26,7 +26,7 @@ from router_training.data import (
     stratified_split,
 )
 
-__all__ = ["TrainConfig", "TrainReport", "train_router"]
+__all__ = ["TrainConfig", "TrainReport", "fit_linear", "train_router"]
 
 log = logging.getLogger("router_training")
 
@@ -36,8 +36,10 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["bert", "tfidf", "hybrid"] = Field(
-        "bert", description="Model family: encoder, TF-IDF + LR, or TF-IDF + static vectors + LR."
+    kind: Literal["bert", "tfidf", "hybrid", "ensemble"] = Field(
+        "bert",
+        description="Model family: encoder, TF-IDF + LR, TF-IDF + static vectors + LR, or an "
+        "encoder and a TF-IDF/hybrid model averaged in log-probability (ensemble).",
     )
     seed: int = Field(0, description="Seed for splits, initialisation and data order.")
     epochs: int | None = Field(None, ge=1, description="Max epochs (None: the kind's default).")
@@ -57,6 +59,21 @@ class TrainConfig(BaseModel):
     learning_rate: float | None = Field(None, gt=0, description="None: the kind's default.")
     runtime: Literal["auto", "torch", "onnx"] = Field(
         "auto", description="Encoder runtime in the artifact; auto: ONNX when onnxruntime exists."
+    )
+    onnx_optimization: Literal["none", "fused", "int8"] = Field(
+        "none",
+        description="ONNX graph for the encoder: as exported, ONNX Runtime's fused BERT "
+        "operators, or fused + dynamic int8 quantization (the onnx runtime only).",
+    )
+    ensemble_member: Literal["tfidf", "hybrid"] = Field(
+        "tfidf", description="The second member of an ensemble (beside the encoder)."
+    )
+    ensemble_weight: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Encoder weight in an ensemble (the other member gets 1 - w); None: "
+        "chosen on the held-out split by log-likelihood.",
     )
     val_fraction: float = Field(
         0.1, gt=0, lt=0.5, description="Stratified hold-out fraction when no validation file."
@@ -152,26 +169,40 @@ def _fit(
     staging: Path,
 ) -> dict[str, Any]:
     """Fit the model, save its files into ``staging``; return file names and val logits."""
-    y_train = np.array([labels.index(label) for label in train.labels])
     if config.kind in ("tfidf", "hybrid"):
-        from router_training.tfidf import fit_tfidf
+        return fit_linear(config, config.kind, train, held, labels, staging)
+    if config.kind == "ensemble":
+        from router_training.ensemble import fit_ensemble
 
-        embedder = _static_embedder(config, train) if config.kind == "hybrid" else None
-        scorer = fit_tfidf(
-            train.texts, y_train, seed=config.seed, n_classes=len(labels), embedder=embedder
-        )
-        files = scorer.save(staging)
-        val_logits = scorer.logits(held.texts)
-        return {
-            "files": files,
-            "val_logits": val_logits,
-            "runtime": "sklearn",
-            "pooling": None,
-            "params": {},
-        }
+        return fit_ensemble(config, train, held, labels, staging)
     from router_training.bert import fit_encoder
 
     return fit_encoder(config, train, held, labels, staging)
+
+
+def fit_linear(
+    config: TrainConfig,
+    kind: str,
+    train: LabelledData,
+    held: LabelledData,
+    labels: list[str],
+    staging: Path,
+) -> dict[str, Any]:
+    """Fit a TF-IDF (or hybrid) LR, save its files into ``staging``; files and val logits."""
+    from router_training.tfidf import fit_tfidf
+
+    y_train = np.array([labels.index(label) for label in train.labels])
+    embedder = _static_embedder(config, train) if kind == "hybrid" else None
+    scorer = fit_tfidf(
+        train.texts, y_train, seed=config.seed, n_classes=len(labels), embedder=embedder
+    )
+    return {
+        "files": scorer.save(staging),
+        "val_logits": scorer.logits(held.texts),
+        "runtime": "sklearn",
+        "pooling": None,
+        "params": {},
+    }
 
 
 def _static_embedder(config: TrainConfig, train: LabelledData) -> Any:
@@ -228,7 +259,7 @@ def _finish(
         temperature=temperature,
         abstain_threshold=threshold,
         abstain_target=target.spec(),
-        max_length=config.max_length if config.kind == "bert" else None,
+        max_length=config.max_length if config.kind in ("bert", "ensemble") else None,
         pooling=fitted["pooling"],
         data_sha256=train.sha256,
         val_sha256=held.sha256 if held.sha256 != train.sha256 else None,

@@ -56,9 +56,30 @@ def _user_errors() -> tuple[type[Exception], ...]:
 @click.option("--baseline", type=click.Choice(["tfidf"]), help="Train the TF-IDF + LR baseline.")
 @click.option(
     "--kind",
-    type=click.Choice(["bert", "hybrid", "tfidf"]),
-    help="Model family (default bert; hybrid = TF-IDF + static MiniLM vectors + LR).",
+    type=click.Choice(["bert", "hybrid", "tfidf", "ensemble"]),
+    help="Model family (default bert; hybrid = TF-IDF + static MiniLM vectors + LR; "
+    "ensemble = the bert encoder + a TF-IDF/hybrid model, log-probabilities averaged).",
 )
+@click.option(
+    "--onnx-optimization",
+    type=click.Choice(["none", "fused", "int8"]),
+    default="none",
+    show_default=True,
+    help="Encoder ONNX graph: as exported, ONNX Runtime BERT fusions, or fused + int8 weights.",
+)
+@click.option(
+    "--ensemble-member",
+    type=click.Choice(["tfidf", "hybrid"]),
+    default="tfidf",
+    show_default=True,
+    help="The ensemble's second member.",
+)
+@click.option(
+    "--ensemble-weight",
+    type=click.FloatRange(0.0, 1.0),
+    help="Encoder weight in the ensemble (default: chosen on the held-out split).",
+)
+@click.option("--learning-rate", type=float, help="Learning rate (default: the kind's).")
 @click.option(
     "--runtime",
     type=click.Choice(["auto", "torch", "onnx"]),
@@ -94,6 +115,10 @@ def train(**kwargs: Any) -> None:
         "max_length": kwargs["max_length"],
         "keep_layers": kwargs["keep_layers"],
         "runtime": kwargs["runtime"],
+        "onnx_optimization": kwargs["onnx_optimization"],
+        "ensemble_member": kwargs["ensemble_member"],
+        "ensemble_weight": kwargs["ensemble_weight"],
+        "learning_rate": kwargs["learning_rate"],
         "out_of_scope_label": None if oos == "none" else oos,
         "abstain_target": kwargs["abstain_target"],
     }
@@ -187,6 +212,46 @@ def predict(model: Path, as_json: bool, texts: tuple[str, ...]) -> None:
             f"(runner-up {prediction.runner_up} {prediction.runner_up_probability:.3f}){note}"
             f"  {text}"
         )
+
+
+@router.command()
+@click.option("--encoder", required=True, type=click.Path(path_type=Path), help="bert artifact.")
+@click.option("--member", required=True, type=click.Path(path_type=Path), help="tfidf/hybrid one.")
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Their training file.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Artifact directory.")
+@click.option(
+    "--onnx-optimization",
+    type=click.Choice(["none", "fused", "int8"]),
+    default="int8",
+    show_default=True,
+    help="Encoder ONNX graph in the ensemble.",
+)
+@click.option("--abstain-target", default="auto", show_default=True, help="As for train.")
+@click.option("--ensemble-weight", type=click.FloatRange(0.0, 1.0), help="Fix the encoder weight.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def ensemble(**kwargs: Any) -> None:
+    """Combine a trained encoder router and a TF-IDF/hybrid router (same data and hold-out)
+    into one ensemble artifact; weights, temperature and threshold come from the hold-out."""
+    from router_training.compose import compose_ensemble
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        report = compose_ensemble(
+            kwargs["encoder"],
+            kwargs["member"],
+            kwargs["data"],
+            kwargs["out"],
+            onnx_optimization=kwargs["onnx_optimization"],
+            abstain_target=kwargs["abstain_target"],
+            ensemble_weight=kwargs["ensemble_weight"],
+        )
+    except _user_errors() as error:
+        _fail(error)
+    if kwargs["as_json"]:
+        click.echo(report.model_dump_json(indent=2))
+        return
+    click.echo(f"router {report.version} ({report.kind}) -> {report.artifact}")
+    _echo_summary(report.metrics)
 
 
 def _log_mlflow(uri: str, stage: str, artifact: Path, metrics: dict[str, Any]) -> None:

@@ -1,0 +1,144 @@
+"""The ensemble kind: a fine-tuned encoder and a TF-IDF (or hybrid) model in one artifact.
+
+Scores are the weighted sum of the members' log-probabilities, each member first calibrated
+with its own temperature: ``w * log p_encoder + (1 - w) * log p_linear``. The member
+temperatures and the weight ``w`` are fitted on the same held-out split the trainer uses for
+the ensemble's temperature and abstain threshold (unless ``ensemble_weight`` fixes ``w``).
+Files: the encoder's (``config.json``, ``model.safetensors``, ``model.onnx``, ...), the TF-IDF
+model's (``tfidf.json``, ``tfidf.npz``, + static vectors for a hybrid member) and
+``ensemble.json`` (``EnsembleSpec``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from router_training.calibration import fit_temperature
+
+if TYPE_CHECKING:
+    from router_training.artifact import Manifest, Scorer
+    from router_training.data import LabelledData
+    from router_training.train import TrainConfig
+
+__all__ = [
+    "ENSEMBLE_FILE",
+    "EnsembleScorer",
+    "EnsembleSpec",
+    "choose_weight",
+    "combine",
+    "fit_ensemble",
+    "load_ensemble_scorer",
+]
+
+ENSEMBLE_FILE = "ensemble.json"
+_WEIGHT_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
+
+
+class EnsembleSpec(BaseModel):
+    """``ensemble.json``: how the two members' scores are combined."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    member: str = Field(description="Kind of the second member: tfidf or hybrid.")
+    encoder_weight: float = Field(ge=0.0, le=1.0, description="w; the member gets 1 - w.")
+    encoder_temperature: float = Field(gt=0, description="Encoder logits are divided by this.")
+    member_temperature: float = Field(gt=0, description="Member logits are divided by this.")
+
+
+def log_softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    scaled = np.asarray(logits, np.float64) / temperature
+    scaled = scaled - scaled.max(axis=-1, keepdims=True)
+    return scaled - np.log(np.exp(scaled).sum(axis=-1, keepdims=True))  # type: ignore[no-any-return]
+
+
+def combine(encoder: np.ndarray, member: np.ndarray, spec: EnsembleSpec) -> np.ndarray:
+    """The ensemble's logits (weighted log-probabilities) from the members' raw logits."""
+    weight = spec.encoder_weight
+    return weight * log_softmax(encoder, spec.encoder_temperature) + (1 - weight) * log_softmax(
+        member, spec.member_temperature
+    )
+
+
+def choose_weight(
+    encoder: np.ndarray, member: np.ndarray, targets: np.ndarray, member_kind: str
+) -> EnsembleSpec:
+    """Member temperatures, then the encoder weight with the lowest held-out NLL (ties: the
+    larger weight, i.e. the first minimum from the encoder's side)."""
+    spec = EnsembleSpec(
+        member=member_kind,
+        encoder_weight=1.0,
+        encoder_temperature=fit_temperature(encoder, targets),
+        member_temperature=fit_temperature(member, targets),
+    )
+    losses = []
+    for weight in _WEIGHT_GRID[::-1]:
+        trial = spec.model_copy(update={"encoder_weight": float(weight)})
+        scores = combine(encoder, member, trial)
+        losses.append(-log_softmax(scores, 1.0)[np.arange(len(targets)), targets].mean())
+    best = float(_WEIGHT_GRID[::-1][int(np.argmin(losses))])
+    return spec.model_copy(update={"encoder_weight": best})
+
+
+def fit_ensemble(
+    config: TrainConfig,
+    train: LabelledData,
+    held: LabelledData,
+    labels: list[str],
+    staging: Path,
+) -> dict[str, Any]:
+    """Fit both members into ``staging``, weigh them on the held-out split."""
+    from router_training.bert import fit_encoder
+    from router_training.train import fit_linear
+
+    encoder = fit_encoder(config, train, held, labels, staging)
+    member = fit_linear(config, config.ensemble_member, train, held, labels, staging)
+    targets = np.array([labels.index(label) for label in held.labels])
+    spec = choose_weight(
+        encoder["val_logits"], member["val_logits"], targets, config.ensemble_member
+    )
+    if config.ensemble_weight is not None:
+        spec = spec.model_copy(update={"encoder_weight": config.ensemble_weight})
+    (staging / ENSEMBLE_FILE).write_text(spec.model_dump_json(indent=2) + "\n")
+    return {
+        "files": [*encoder["files"], *member["files"], ENSEMBLE_FILE],
+        "val_logits": combine(encoder["val_logits"], member["val_logits"], spec),
+        "runtime": encoder["runtime"],
+        "pooling": encoder["pooling"],
+        "params": {**encoder["params"], "ensemble": spec.model_dump()},
+    }
+
+
+class EnsembleScorer:
+    """Logits of an ensemble artifact: both members score every batch."""
+
+    def __init__(self, encoder: Scorer, member: Scorer, spec: EnsembleSpec) -> None:
+        if encoder.n_outputs != member.n_outputs:
+            raise ValueError(
+                f"ensemble members disagree on the label count ({encoder.n_outputs} vs "
+                f"{member.n_outputs})"
+            )
+        self._encoder = encoder
+        self._member = member
+        self.spec = spec
+
+    @property
+    def n_outputs(self) -> int:
+        return self._encoder.n_outputs
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        return combine(self._encoder.logits(texts), self._member.logits(texts), self.spec)
+
+
+def load_ensemble_scorer(directory: Path, manifest: Manifest) -> EnsembleScorer:
+    from router_training.encoder import load_encoder_scorer
+    from router_training.tfidf import TfidfScorer
+
+    spec = EnsembleSpec.model_validate_json((directory / ENSEMBLE_FILE).read_text())
+    return EnsembleScorer(
+        load_encoder_scorer(directory, manifest), TfidfScorer.load(directory), spec
+    )
