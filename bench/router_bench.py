@@ -42,6 +42,16 @@ RECIPES: dict[str, dict[str, Any]] = {
         "onnx_optimization": "fused",
         "abstain_target": "abstain_rate<=0.01",
     },
+    # the latency side of the frontier: a 3-layer MiniLM fine-tuned at that depth, int8
+    "ensemble-l3-int8": {
+        "kind": "ensemble",
+        "base_model": "minilm",
+        "keep_layers": 3,
+        "epochs": 2,
+        "learning_rate": 2e-4,
+        "onnx_optimization": "int8",
+        "abstain_target": "abstain_rate<=0.01",
+    },
     "ensemble-int8": {
         "kind": "ensemble",
         "base_model": "minilm",
