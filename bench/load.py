@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import sqlite3
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -222,6 +223,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100_000, help="most requests sent")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--json-out", help="also write the report here")
+    parser.add_argument(
+        "--engine-cores",
+        help="bind both engines to these CPUs (e.g. '0'), leaving the others to Ray's proxy, "
+        "the ingress and the router; default: local.yaml's binding (a core per engine)",
+    )
     args = parser.parse_args()
     if args.url and not args.ledger:
         parser.error("--url needs --ledger (the SQLite file to count rows in)")
@@ -232,11 +238,34 @@ def main() -> None:
         Path(args.json_out).write_text(text + "\n")
 
 
+def _overrides(engine_cores: str | None) -> dict[str, Any]:
+    """FAST_OVERRIDES, plus both engines bound to `engine_cores` when given."""
+    if engine_cores is None:
+        return FAST_OVERRIDES
+    import yaml  # the local config's model sections, with paths made absolute
+
+    config_path = Path(__file__).resolve().parent.parent / "serve_config" / "local.yaml"
+    data = yaml.safe_load(config_path.read_text())
+    overrides = dict(FAST_OVERRIDES)
+    for name in ("small", "large"):
+        engine = data[name]["engine"]
+        engine["model"] = str((config_path.parent / engine["model"]).resolve())
+        adapters = engine.get("adapters") or {}
+        engine["adapters"] = {
+            k: str((config_path.parent / v).resolve()) for k, v in adapters.items()
+        }
+        engine["cpu_threads_bind"] = engine_cores
+        overrides[name] = data[name]
+    return overrides
+
+
 def _with_service(args: argparse.Namespace) -> dict[str, Any]:
+    # the e2e fixture's start/stop; `python bench/load.py` puts bench/, not the repo, on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests.e2e.conftest import start_service, stop_service
 
     with tempfile.TemporaryDirectory(prefix="spillway-load-") as tmp:
-        service, proc = start_service(Path(tmp), FAST_OVERRIDES)
+        service, proc = start_service(Path(tmp), _overrides(args.engine_cores))
         try:
             args.url, args.ledger = service.base_url, str(service.ledger_path)
             return asyncio.run(_main(args))
