@@ -45,7 +45,11 @@ class CountingSmall:
             raise
 
 
-def _service(small: CountingSmall, k: int | None = 4) -> tuple[QueryService, FakeModels]:
+def _service(
+    small: CountingSmall,
+    k: int | None = 4,
+    large_failures: list[Any] | None = None,
+) -> tuple[QueryService, FakeModels]:
     data = copy.deepcopy(CONFIG)
     data["cascade"]["routes"]["legal"] = {
         "signal": "first_k",
@@ -53,7 +57,11 @@ def _service(small: CountingSmall, k: int | None = 4) -> tuple[QueryService, Fak
         "threshold": 0.9,
         "stream_decide_after_tokens": k,
     }
-    models = FakeModels(SURE, ROUTE)
+    failures = None
+    if large_failures is not None:
+        data["large"]["calls"] = {"timeout_s": 0.2, "retries": 0}
+        failures = {"large": large_failures}
+    models = FakeModels(SURE, ROUTE, failures)
     backends = Backends(
         models.route,
         models.small_generate,
@@ -165,23 +173,7 @@ def test_early_escalation_with_the_large_model_down_streams_the_whole_small_answ
     """Decided after k tokens, escalated, large fails: the small stream was kept open, so the
     client gets the whole small answer flagged degraded, billed for all of its tokens."""
     small = CountingSmall([UNSURE] * 4 + [SURE] * 6)
-    data = copy.deepcopy(CONFIG)
-    data["cascade"]["routes"]["legal"] = {
-        "signal": "first_k",
-        "first_k": 4,
-        "threshold": 0.9,
-        "stream_decide_after_tokens": 4,
-    }
-    data["large"]["calls"] = {"timeout_s": 0.2, "retries": 0}
-    models = FakeModels(SURE, ROUTE, {"large": [ConnectionError("down")]})
-    backends = Backends(
-        models.route,
-        models.small_generate,
-        small.stream,
-        models.large_generate,
-        lambda r: models._stream("large", r),
-    )
-    service = QueryService(validate_config_dict(data), backends)
+    service, _ = _service(small, large_failures=[ConnectionError("down")])
 
     async def run() -> tuple[list[str], QueryTrace]:
         trace = _trace()
