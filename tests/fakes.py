@@ -5,11 +5,18 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import Counter
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.llm import GenerationRequest, GenerationResult, StreamDelta
 from orchestrator.service import Backends
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+
+    from orchestrator.config import SpillwayConfig
+    from orchestrator.ledger import Ledger
 
 CONFIG = {
     "tenants": [{"name": "t", "api_keys": ["k"]}],
@@ -121,3 +128,24 @@ class FakeModels:
             self.large_generate,
             lambda r: self._stream("large", r),
         )
+
+
+@contextmanager
+def in_process_app(config: SpillwayConfig, models: Any) -> Iterator[tuple[TestClient, Ledger]]:
+    """The real ingress app over `models` (anything with `backends()`) and a started ledger,
+    behind a TestClient; the ledger is closed afterwards."""
+    from fastapi.testclient import TestClient
+
+    from orchestrator.gateway import Gateway
+    from orchestrator.ingress import create_app
+    from orchestrator.ledger import Ledger
+    from orchestrator.service import QueryService
+
+    ledger = Ledger(config.ledger.url)
+    ledger.start()
+    gateway = Gateway(config, QueryService(config, models.backends()), ledger)
+    try:
+        with TestClient(create_app(gateway)) as client:
+            yield client, ledger
+    finally:
+        ledger.close()

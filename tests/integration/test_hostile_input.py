@@ -13,11 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from orchestrator.config import validate_config_dict
-from orchestrator.gateway import Gateway
-from orchestrator.ingress import create_app
 from orchestrator.ledger import Ledger
-from orchestrator.service import QueryService
-from tests.fakes import CONFIG, FakeModels
+from tests.fakes import CONFIG, FakeModels, in_process_app
 
 KEY = {"Authorization": "Bearer k"}
 MSG = [{"role": "user", "content": "a question"}]
@@ -48,12 +45,8 @@ def app(tmp_path: Path) -> Iterator[tuple[TestClient, Ledger, RecordingModels]]:
     data["tenants"].append({"name": "admin", "api_keys": ["adm"], "admin": True})
     config = validate_config_dict(data)
     models = RecordingModels()
-    ledger = Ledger(config.ledger.url)
-    ledger.start()
-    gateway = Gateway(config, QueryService(config, models.backends()), ledger)
-    with TestClient(create_app(gateway)) as client:
+    with in_process_app(config, models) as (client, ledger):
         yield client, ledger, models
-    ledger.close()
 
 
 def _post(client: TestClient, body: Any, headers: dict[str, str] | None = None) -> Any:

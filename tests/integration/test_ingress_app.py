@@ -15,11 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from orchestrator.config import validate_config_dict
-from orchestrator.gateway import Gateway
-from orchestrator.ingress import create_app
 from orchestrator.ledger import Ledger
-from orchestrator.service import QueryService
-from tests.fakes import CONFIG, FakeModels
+from tests.fakes import CONFIG, FakeModels, in_process_app
 
 KEY = {"Authorization": "Bearer k"}
 MSG = [{"role": "user", "content": "a question"}]
@@ -33,12 +30,8 @@ def app(tmp_path: Path) -> Iterator[tuple[TestClient, Ledger, FakeModels]]:
     data["tenants"].append({"name": "other", "api_keys": ["k2"]})
     config = validate_config_dict(data)
     models = FakeModels(0.95, {"label": "legal", "probability": 0.8, "abstained": False})
-    ledger = Ledger(config.ledger.url)
-    ledger.start()
-    gateway = Gateway(config, QueryService(config, models.backends()), ledger)
-    with TestClient(create_app(gateway)) as client:
+    with in_process_app(config, models) as (client, ledger):
         yield client, ledger, models
-    ledger.close()
 
 
 def _chat(client: TestClient, body: Any, headers: dict[str, str] = KEY) -> Any:

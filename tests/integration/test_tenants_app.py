@@ -18,11 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from orchestrator.config import validate_config_dict
-from orchestrator.gateway import Gateway
-from orchestrator.ingress import create_app
 from orchestrator.ledger import Ledger
-from orchestrator.service import QueryService
-from tests.fakes import CONFIG, FakeModels
+from tests.fakes import CONFIG, FakeModels, in_process_app
 
 MSG = [{"role": "user", "content": "is this contract valid?"}]
 TENANTS = {  # name -> (key, own adapter for the router label "legal")
@@ -65,12 +62,8 @@ def app(
 ) -> Iterator[tuple[TestClient, Ledger, FakeModels]]:
     config = validate_config_dict(config_data(tmp_path_factory.mktemp("tenants")))
     models = FakeModels(0.95, {"label": "legal", "probability": 0.8, "abstained": False})
-    ledger = Ledger(config.ledger.url)
-    ledger.start()
-    gateway = Gateway(config, QueryService(config, models.backends()), ledger)
-    with TestClient(create_app(gateway)) as client:
+    with in_process_app(config, models) as (client, ledger):
         yield client, ledger, models
-    ledger.close()
 
 
 def chat(client: TestClient, tenant: str, model: str = "auto", stream: bool = False) -> Any:
