@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from orchestrator.errors import ServiceUnavailable, SpillwayError
 from orchestrator.llm import LLMRequestError, StreamDelta
 from orchestrator.settings import CallSettings
-from orchestrator.streaming import HeldStream, hold
+from orchestrator.streaming import HeldStream, close_stream, hold
 
 T = TypeVar("T")
 Arg = TypeVar("Arg")
@@ -95,14 +94,10 @@ async def _next(deltas: AsyncIterator[StreamDelta], timeout_s: float) -> StreamD
 
 
 async def _close(deltas: AsyncIterator[StreamDelta]) -> None:
-    """Stop a stream we give up on: an async generator's aclose(), or cancel() of a Serve
-    DeploymentResponseGenerator (which cancels the request on the replica)."""
-    closer = getattr(deltas, "aclose", None) or getattr(deltas, "cancel", None)
-    if closer is not None:
-        with contextlib.suppress(Exception):  # the stream already failed; best effort
-            result = closer()
-            if inspect.isawaitable(result):
-                await result
+    """Stop a stream we give up on (`close_stream`); it may already have failed, so this is
+    best effort."""
+    with contextlib.suppress(Exception):
+        await close_stream(deltas)
 
 
 async def _first(
