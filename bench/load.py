@@ -11,7 +11,13 @@ or --requests have been sent, whichever comes first. Then it reports:
   records (router + small + large, each measured at the ingress around its handle call), and
   the ingress-internal part (latency_total minus the same backends).
 
+With --rate the load is open-loop instead: requests arrive at that rate (Poisson) whatever the
+answers do, the way independent users send them, so latency is measured at a known throughput
+below saturation rather than with every engine's queue full. --requests-csv writes one line per
+request (when sent, latency, backend and ingress times) to see when slow requests happened.
+
     python bench/load.py --duration 330 --concurrency 8 --json-out bench/results/load.json
+    python bench/load.py --duration 330 --rate 4 --concurrency 16 --requests-csv requests.csv
     python bench/load.py --url http://127.0.0.1:8000 --ledger .spillway/ledger.db
 """
 
@@ -19,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import json
+import random
 import sqlite3
 import sys
 import tempfile
@@ -51,6 +59,7 @@ class Outcome:
     status: int
     latency_ms: float
     query_id: str | None
+    sent_at: float = 0.0  # time.monotonic() when it was sent
 
 
 @dataclass
@@ -59,6 +68,7 @@ class LoadResult:
     transport_errors: int = 0
     wall_s: float = 0.0
     probe_ms: list[float] = field(default_factory=list)
+    late_starts: int = 0
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -70,28 +80,71 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[rank - 1]
 
 
+async def _send(client: httpx.AsyncClient, i: int, result: LoadResult) -> None:
+    """One chat completion (prompt `i` of PROMPTS, cycling), recorded in `result`."""
+    body = {
+        "model": "auto",
+        "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
+        "max_tokens": 8,
+        "temperature": 0,
+    }
+    sent_at, started = time.monotonic(), time.perf_counter()
+    try:
+        response = await client.post("/v1/chat/completions", json=body)
+    except httpx.HTTPError:
+        result.transport_errors += 1
+        return
+    elapsed = (time.perf_counter() - started) * 1000.0
+    qid = response.headers.get("x-spillway-query-id")
+    result.outcomes.append(Outcome(response.status_code, elapsed, qid, sent_at))
+
+
 async def _worker(
     client: httpx.AsyncClient, worker: int, stop_at: float, budget: list[int], result: LoadResult
 ) -> None:
     i = worker
     while time.monotonic() < stop_at and budget[0] > 0:
         budget[0] -= 1
-        body = {
-            "model": "auto",
-            "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
-            "max_tokens": 8,
-            "temperature": 0,
-        }
+        await _send(client, i, result)
         i += 1
-        started = time.perf_counter()
+
+
+async def _arrivals(
+    client: httpx.AsyncClient,
+    rate: float,
+    cap: int,
+    stop_at: float,
+    budget: list[int],
+    result: LoadResult,
+) -> None:
+    """Open loop: requests arrive at `rate` per second (Poisson, seeded), whatever the answers
+    do, with at most `cap` in flight; an arrival that finds `cap` in flight waits for a slot
+    and is counted in `result.late_starts`."""
+    arrival = random.Random(0)
+    slots = asyncio.Semaphore(cap)
+    tasks: set[asyncio.Task[None]] = set()
+    next_at, i = time.monotonic(), 0
+
+    async def one(index: int) -> None:
         try:
-            response = await client.post("/v1/chat/completions", json=body)
-        except httpx.HTTPError:
-            result.transport_errors += 1
-            continue
-        elapsed = (time.perf_counter() - started) * 1000.0
-        qid = response.headers.get("x-spillway-query-id")
-        result.outcomes.append(Outcome(response.status_code, elapsed, qid))
+            await _send(client, index, result)
+        finally:
+            slots.release()
+
+    while budget[0] > 0:
+        next_at += arrival.expovariate(rate)
+        if next_at >= stop_at:
+            break
+        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        if slots.locked():
+            result.late_starts += 1
+        await slots.acquire()
+        budget[0] -= 1
+        task = asyncio.create_task(one(i))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        i += 1
+    await asyncio.gather(*tasks)
 
 
 async def _probe(base_url: str, stop_at: float, result: LoadResult) -> None:
@@ -129,9 +182,16 @@ async def warm_up(base_url: str, api_key: str, *, deadline_s: float = 600.0) -> 
 
 
 async def run_load(
-    base_url: str, api_key: str, *, duration_s: float, max_requests: int, concurrency: int
+    base_url: str,
+    api_key: str,
+    *,
+    duration_s: float,
+    max_requests: int,
+    concurrency: int,
+    rate: float | None = None,
 ) -> LoadResult:
-    """Closed-loop load: `concurrency` workers, each sending its next request on an answer."""
+    """Closed-loop load: `concurrency` workers, each sending its next request on an answer;
+    with `rate`, open-loop arrivals at that rate instead, at most `concurrency` in flight."""
     result = LoadResult()
     budget = [max_requests]
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -141,9 +201,12 @@ async def run_load(
     ) as client:
         started = time.monotonic()
         stop_at = started + duration_s
-        workers = [_worker(client, w, stop_at, budget, result) for w in range(concurrency)]
+        if rate is None:
+            senders = [_worker(client, w, stop_at, budget, result) for w in range(concurrency)]
+        else:
+            senders = [_arrivals(client, rate, concurrency, stop_at, budget, result)]
         probe = asyncio.create_task(_probe(base_url, stop_at, result))
-        await asyncio.gather(*workers)
+        await asyncio.gather(*senders)
         result.wall_s = time.monotonic() - started
         probe.cancel()
     return result
@@ -194,6 +257,7 @@ def summarize(result: LoadResult, rows: dict[str, tuple]) -> dict[str, Any]:
         "overhead_ms": _stats(overhead),
         "ingress_internal_ms": _stats(internal),
         "healthz_probe_ms": _stats(result.probe_ms),
+        "late_starts": result.late_starts,
         "ledger": {
             "ids_returned": len(ids),
             "rows_found": len(rows),
@@ -201,6 +265,29 @@ def summarize(result: LoadResult, rows: dict[str, tuple]) -> dict[str, Any]:
             "complete": len(ids) == len(rows) == len(result.outcomes) + result.transport_errors,
         },
     }
+
+
+def write_requests_csv(path: Path, result: LoadResult, rows: dict[str, tuple]) -> None:
+    """One line per request: when it was sent (s from the first), status, client latency and
+    the ledger's backend and ingress times, to see when slow requests happened."""
+    first = min((o.sent_at for o in result.outcomes), default=0.0)
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["sent_s", "status", "latency_ms", "backend_ms", "total_ms", "query_id"])
+        for o in sorted(result.outcomes, key=lambda o: o.sent_at):
+            row = rows.get(o.query_id or "")
+            backend = sum(v or 0.0 for v in row[:3]) if row else None
+            total = row[3] if row else None
+            writer.writerow(
+                [
+                    f"{o.sent_at - first:.3f}",
+                    o.status,
+                    f"{o.latency_ms:.2f}",
+                    backend,
+                    total,
+                    o.query_id,
+                ]
+            )
 
 
 def _stats(values: list[float]) -> dict[str, float | None]:
@@ -221,8 +308,20 @@ def main() -> None:
     parser.add_argument("--key", default=API_KEY)
     parser.add_argument("--duration", type=float, default=330.0, help="seconds of traffic")
     parser.add_argument("--requests", type=int, default=100_000, help="most requests sent")
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=8,
+        help="closed-loop workers; with --rate, the most requests in flight",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="open loop: this many requests per second (Poisson arrivals) whatever the "
+        "answers do, instead of closed-loop workers; pick it below the closed-loop throughput",
+    )
     parser.add_argument("--json-out", help="also write the report here")
+    parser.add_argument("--requests-csv", help="also write one line per request here")
     parser.add_argument(
         "--engine-cores",
         help="bind both engines to these CPUs (e.g. '0'), leaving the others to Ray's proxy, "
@@ -282,12 +381,17 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         duration_s=args.duration,
         max_requests=args.requests,
         concurrency=args.concurrency,
+        rate=args.rate,
     )
     ids = [o.query_id for o in result.outcomes if o.query_id]
     rows = await asyncio.to_thread(ledger_rows, Path(args.ledger), ids)
     report = summarize(result, rows)
+    if args.requests_csv:
+        write_requests_csv(Path(args.requests_csv), result, rows)
     report["warmup_requests"] = warmup_sent
     report["concurrency"] = args.concurrency
+    report["rate"] = args.rate
+    report["engine_cores"] = getattr(args, "engine_cores", None)
     report["load_average_before"] = load_before
     report["load_average_after"] = _load_average()
     return report
