@@ -79,6 +79,12 @@ def _user_errors() -> tuple[type[Exception], ...]:
     type=click.FloatRange(0.0, 1.0),
     help="Encoder weight in the ensemble (default: chosen on the held-out split).",
 )
+@click.option(
+    "--ensemble-gate",
+    default="none",
+    show_default=True,
+    help="Ensemble gate target, as 'spillway router ensemble --gate'.",
+)
 @click.option("--learning-rate", type=float, help="Learning rate (default: the kind's).")
 @click.option(
     "--runtime",
@@ -118,6 +124,7 @@ def train(**kwargs: Any) -> None:
         "onnx_optimization": kwargs["onnx_optimization"],
         "ensemble_member": kwargs["ensemble_member"],
         "ensemble_weight": kwargs["ensemble_weight"],
+        "ensemble_gate": kwargs["ensemble_gate"],
         "learning_rate": kwargs["learning_rate"],
         "out_of_scope_label": None if oos == "none" else oos,
         "abstain_target": kwargs["abstain_target"],
@@ -228,6 +235,15 @@ def predict(model: Path, as_json: bool, texts: tuple[str, ...]) -> None:
 )
 @click.option("--abstain-target", default="auto", show_default=True, help="As for train.")
 @click.option("--ensemble-weight", type=click.FloatRange(0.0, 1.0), help="Fix the encoder weight.")
+@click.option(
+    "--gate",
+    default="none",
+    show_default=True,
+    help="Skip the encoder when the member's calibrated top probability reaches a gate chosen "
+    "on the hold-out: 'agreement>=0.995' (smallest gate whose decisions match the full "
+    "ensemble's on 99.5% of held-out queries), 'encoder_fraction<=0.3', 'fixed=0.9', or "
+    "'none' (the encoder scores every query).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def ensemble(**kwargs: Any) -> None:
     """Combine a trained encoder router and a TF-IDF/hybrid router (same data and hold-out)
@@ -244,6 +260,7 @@ def ensemble(**kwargs: Any) -> None:
             onnx_optimization=kwargs["onnx_optimization"],
             abstain_target=kwargs["abstain_target"],
             ensemble_weight=kwargs["ensemble_weight"],
+            gate=kwargs["gate"],
         )
     except _user_errors() as error:
         _fail(error)
