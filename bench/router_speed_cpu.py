@@ -7,6 +7,8 @@ single queries from clinc150/val.jsonl (p50/p99 of wall and CPU time per call, a
 warm-up calls), then 30 batches of 64 (queries per wall second and per CPU-second). Under a
 load average well above the core count, a few-millisecond computation is preempted many
 times and its wall time measures the queue, not the model; process CPU time does not.
+For an ensemble, ``encoder_fraction`` is the share of the whole val file its encoder scores
+(batches of 64, before the timed runs; 1.0 without a gate; 0 for other kinds).
 Prints one JSON line per measurement, then the medians.
 """
 
@@ -18,6 +20,7 @@ import os
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +31,7 @@ def measure(path: Path, texts: list[str]) -> dict[str, float]:
     from router_training.artifact import load_router
 
     router = load_router(path)
+    fraction = encoder_fraction(router, texts)
     for text in texts[:20]:
         router.predict([text])
     wall, cpu = [], []
@@ -47,8 +51,20 @@ def measure(path: Path, texts: list[str]) -> dict[str, float]:
         "cpu_p99_ms": float(np.percentile(cpu, 99) * 1e3),
         "wall_qps": 30 * 64 / wall_s,
         "cpu_qps": 30 * 64 / cpu_s,
+        "encoder_fraction": fraction,
         "load": os.getloadavg()[0],
     }
+
+
+def encoder_fraction(router: Any, texts: list[str]) -> float:
+    """Share of ``texts`` (in batches of 64) an ensemble's encoder scores; 0 for other kinds."""
+    scorer = router._scorer
+    if not hasattr(scorer, "encoder_texts"):
+        return 0.0
+    before = scorer.texts_scored, scorer.encoder_texts
+    for i in range(0, len(texts), 64):
+        router.predict(texts[i : i + 64])
+    return (scorer.encoder_texts - before[1]) / (scorer.texts_scored - before[0])
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ def compose_ensemble(
     onnx_optimization: str = "int8",
     abstain_target: str = "auto",
     ensemble_weight: float | None = None,
-    gate: str = "none",
+    gate: str = "agreement>=0.995",
     text_field: str = "text",
     label_field: str = "label",
 ) -> Any:

@@ -159,7 +159,13 @@ def fit_gate(
     decision when answered by the member alone is compared with the full ensemble's.
     """
     from router_training.calibration import softmax
-    from router_training.gate import choose_gate, decisions, gate_stats, parse_gate_target
+    from router_training.gate import (
+        ABSTAIN,
+        choose_gate,
+        decisions,
+        gate_stats,
+        parse_gate_target,
+    )
     from router_training.train import calibrate
 
     target = parse_gate_target(gate_target)
@@ -171,11 +177,12 @@ def fit_gate(
     member_log_probs = log_softmax(member, spec.member_temperature)
     alone = decisions(np.exp(member_log_probs), threshold, oos_index)
     confidence = np.exp(member_log_probs.max(axis=1))
-    gate = choose_gate(confidence, alone == full, target)
+    agrees, abstains = alone == full, full == ABSTAIN
+    gate = choose_gate(confidence, agrees, abstains, target)
     stats = {
         "threshold": gate,
         "target": target.spec(),
-        **gate_stats(confidence, alone == full, gate),
+        **gate_stats(confidence, agrees, abstains, gate),
     }
     return spec.model_copy(update={"gate_threshold": gate, "gate_target": target.spec()}), stats
 

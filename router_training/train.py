@@ -85,9 +85,10 @@ class TrainConfig(BaseModel):
         "auto", description="Threshold target, e.g. 'oos_recall>=0.8', 'fixed=0.5', 'none'."
     )
     ensemble_gate: str = Field(
-        "none",
-        description="Gate of an ensemble, chosen on the held-out split: 'agreement>=0.995', "
-        "'encoder_fraction<=0.3', 'fixed=0.9' or 'none' (the encoder scores every query).",
+        "agreement>=0.995",
+        description="Gate of an ensemble (router_training.gate), chosen on the held-out split: "
+        "'agreement>=0.995' (optionally ',abstain_agreement>=W'), 'encoder_fraction<=0.3', "
+        "'fixed=0.9' or 'none' (the encoder scores every query).",
     )
     progress: bool = Field(True, description="Show progress bars.")
     threads: int = Field(

@@ -15,6 +15,7 @@ from router_training.metric_names import QUALITY_METRICS
 _SUMMARY_KEYS = (
     *QUALITY_METRICS,
     "abstain_threshold",
+    "encoder_fraction",
     "latency_ms_p50",
     "latency_ms_p99",
     "throughput_qps",
@@ -81,9 +82,9 @@ def _user_errors() -> tuple[type[Exception], ...]:
 )
 @click.option(
     "--ensemble-gate",
-    default="none",
+    default="agreement>=0.995",
     show_default=True,
-    help="Ensemble gate target, as 'spillway router ensemble --gate'.",
+    help="Ensemble gate target, as for 'spillway router ensemble --gate' ('none': no gate).",
 )
 @click.option("--learning-rate", type=float, help="Learning rate (default: the kind's).")
 @click.option(
@@ -237,11 +238,13 @@ def predict(model: Path, as_json: bool, texts: tuple[str, ...]) -> None:
 @click.option("--ensemble-weight", type=click.FloatRange(0.0, 1.0), help="Fix the encoder weight.")
 @click.option(
     "--gate",
-    default="none",
+    default="agreement>=0.995",
     show_default=True,
-    help="Skip the encoder when the member's calibrated top probability reaches a gate chosen "
-    "on the hold-out: 'agreement>=0.995' (smallest gate whose decisions match the full "
-    "ensemble's on 99.5% of held-out queries), 'encoder_fraction<=0.3', 'fixed=0.9', or "
+    help="Answer from the member alone (the encoder never runs) when its calibrated top "
+    "probability reaches a gate chosen on the hold-out for this target: 'agreement>=0.995' "
+    "(the smallest gate whose decisions, label or abstain, match the full ensemble's on "
+    "99.5% of held-out queries and of those it abstains on), "
+    "'agreement>=0.995,abstain_agreement>=0.9', 'encoder_fraction<=0.3', 'fixed=0.9', or "
     "'none' (the encoder scores every query).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")

@@ -80,10 +80,23 @@ def member_calibrated(texts: Sequence[str]) -> np.ndarray:
 
 def test_parse_gate_target_forms_and_errors() -> None:
     assert parse_gate_target("agreement>=0.995") == GateTarget(metric="agreement", value=0.995)
+    assert parse_gate_target("agreement>=0.995").abstain_share == 0.995
+    both = parse_gate_target("agreement>=0.99, abstain_agreement>=0.8")
+    assert (both.value, both.abstain_share) == (0.99, 0.8)
+    assert both.spec() == "agreement>=0.99,abstain_agreement>=0.8"
     assert parse_gate_target(" encoder_fraction <= 0.3 ").spec() == "encoder_fraction<=0.3"
     assert parse_gate_target("fixed=0.9").value == 0.9
     assert parse_gate_target("none").metric == "none"
-    for bad in ("agreement<=0.9", "encoder_fraction>=0.3", "fixed=1.5", "sometimes", "agreement"):
+    bad_specs = (
+        "agreement<=0.9",
+        "encoder_fraction>=0.3",
+        "fixed=1.5",
+        "sometimes",
+        "agreement",
+        "fixed=0.9,abstain_agreement>=0.5",
+        "agreement>=0.9,abstain_agreement<=0.5",
+    )
+    for bad in bad_specs:
         with pytest.raises(ValueError, match="gate target"):
             parse_gate_target(bad)
     with pytest.raises(ValidationError, match="gate target"):
@@ -96,29 +109,57 @@ def test_decisions_abstain_on_out_of_scope_and_low_probability() -> None:
     assert decisions(probs, 0.0, None).tolist() == [0, 0, 2, 1]
 
 
+CONFIDENCE = np.array([0.99, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
+NO_ABSTAIN = np.zeros(10, bool)
+
+
+def agreement(value: float, abstain: float | None = None) -> GateTarget:
+    return GateTarget(metric="agreement", value=value, abstain_value=abstain)
+
+
 def test_choose_gate_for_agreement_is_the_smallest_passing_threshold() -> None:
-    confidence = np.array([0.99, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
     agrees = np.array([True, True, True, False, True, True, False, True, False, True])
     # at most 1 disagreement among gated rows (>= 0.9 of 10 agree): gate at 0.6 gates 0.8
-    assert choose_gate(confidence, agrees, GateTarget(metric="agreement", value=0.9)) == 0.6
-    assert choose_gate(confidence, agrees, GateTarget(metric="agreement", value=1.0)) == 0.9
-    assert choose_gate(confidence, agrees, GateTarget(metric="agreement", value=0.7)) == 0.2
-    stats = gate_stats(confidence, agrees, 0.6)
-    assert stats == {"holdout_agreement": 0.9, "holdout_encoder_fraction": 0.4}
-    assert gate_stats(confidence, agrees, None)["holdout_encoder_fraction"] == 1.0
+    assert choose_gate(CONFIDENCE, agrees, NO_ABSTAIN, agreement(0.9)) == 0.6
+    assert choose_gate(CONFIDENCE, agrees, NO_ABSTAIN, agreement(1.0)) == 0.9
+    assert choose_gate(CONFIDENCE, agrees, NO_ABSTAIN, agreement(0.7)) == 0.2
+    stats = gate_stats(CONFIDENCE, agrees, NO_ABSTAIN, 0.6)
+    assert stats == {
+        "holdout_agreement": 0.9,
+        "holdout_abstain_agreement": None,
+        "holdout_encoder_fraction": 0.4,
+    }
+    assert gate_stats(CONFIDENCE, agrees, NO_ABSTAIN, None)["holdout_encoder_fraction"] == 1.0
     never = np.zeros(10, bool)
-    assert choose_gate(confidence, never, GateTarget(metric="agreement", value=1.0)) is None
+    assert choose_gate(CONFIDENCE, never, NO_ABSTAIN, agreement(1.0)) is None
+
+
+def test_choose_gate_keeps_the_full_ensembles_abstentions() -> None:
+    agrees = np.array([True, True, True, False, True, True, False, True, False, True])
+    # the full ensemble abstains on the rows at 0.8 and 0.5 (both lost when gated)
+    abstains = np.isin(CONFIDENCE, [0.8, 0.5])
+    assert choose_gate(CONFIDENCE, agrees, abstains, agreement(0.9)) == 0.9  # same 0.9 on both
+    assert choose_gate(CONFIDENCE, agrees, abstains, agreement(0.9, abstain=0.5)) == 0.6
+    assert choose_gate(CONFIDENCE, agrees, abstains, agreement(0.9, abstain=0.0)) == 0.6
+    # 3 disagreements allowed overall, but gating 0.5 too would lose both abstentions
+    assert choose_gate(CONFIDENCE, agrees, abstains, agreement(0.7, abstain=0.5)) == 0.6
+    assert choose_gate(CONFIDENCE, agrees, abstains, agreement(0.7, abstain=0.0)) == 0.2
+    stats = gate_stats(CONFIDENCE, agrees, abstains, 0.6)
+    assert stats["holdout_abstain_agreement"] == 0.5 and stats["holdout_agreement"] == 0.9
 
 
 def test_choose_gate_for_encoder_fraction_fixed_and_none() -> None:
-    confidence = np.array([0.99, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
     agrees = np.ones(10, bool)
+
+    def choose(metric: str, value: float = 0.0) -> float | None:
+        return choose_gate(CONFIDENCE, agrees, NO_ABSTAIN, GateTarget(metric=metric, value=value))  # type: ignore[arg-type]
+
     # 30% below the gate at most: the largest such gate is 0.5 (rows 0.2, 0.3, 0.4 go on)
-    assert choose_gate(confidence, agrees, GateTarget(metric="encoder_fraction", value=0.3)) == 0.5
-    assert choose_gate(confidence, agrees, GateTarget(metric="encoder_fraction", value=0.0)) == 0.2
-    assert choose_gate(confidence, agrees, GateTarget(metric="encoder_fraction", value=1.0)) is None
-    assert choose_gate(confidence, agrees, GateTarget(metric="fixed", value=0.75)) == 0.75
-    assert choose_gate(confidence, agrees, GateTarget(metric="none")) is None
+    assert choose("encoder_fraction", 0.3) == 0.5
+    assert choose("encoder_fraction", 0.0) == 0.2
+    assert choose("encoder_fraction", 1.0) is None
+    assert choose("fixed", 0.75) == 0.75
+    assert choose("none") is None
 
 
 def test_gated_scorer_sends_only_rows_below_the_gate_to_the_encoder() -> None:
@@ -204,7 +245,7 @@ def test_fit_gate_matches_the_full_ensemble_on_the_required_share() -> None:
     gated, stats = fit_gate(base, encoder, member, targets, 2, **kwargs)
     assert gated.gate_threshold is not None and gated.gate_target == "agreement>=0.98"
     assert stats["threshold"] == gated.gate_threshold
-    assert stats["holdout_agreement"] >= 0.98
+    assert stats["holdout_agreement"] >= 0.98 and stats["holdout_abstain_agreement"] >= 0.98
     assert 0.0 < stats["holdout_encoder_fraction"] < 1.0
     # the next lower candidate breaks the target: the chosen gate is the cheapest passing one
     confidence = np.exp(log_softmax(member, base.member_temperature).max(axis=1))
@@ -212,7 +253,7 @@ def test_fit_gate_matches_the_full_ensemble_on_the_required_share() -> None:
     _, lower_stats = fit_gate(
         base, encoder, member, targets, 2, **{**kwargs, "gate_target": f"fixed={lower!r}"}
     )
-    assert lower_stats["holdout_agreement"] < 0.98
+    assert min(lower_stats["holdout_agreement"], lower_stats["holdout_abstain_agreement"]) < 0.98
     assert lower_stats["holdout_encoder_fraction"] < stats["holdout_encoder_fraction"]
     strict, strict_stats = fit_gate(
         base, encoder, member, targets, 2, **{**kwargs, "gate_target": "agreement>=1"}
