@@ -163,6 +163,20 @@ def test_a_gated_ensemble_scores_only_unsure_queries_with_the_encoder(gated: Pat
     assert np.allclose(probs[~below], np.exp(member_log_probs[~below]))
 
 
+def test_eval_reports_the_share_of_queries_the_encoder_scored(gated: Path) -> None:
+    from router_training.data import read_labelled
+    from router_training.ensemble import log_softmax
+    from router_training.evaluate import evaluate_router
+
+    metrics = evaluate_router(gated, DOMAINS_SAMPLE, speed=False)
+    router = load_router(gated)
+    spec = router._scorer.spec  # type: ignore[attr-defined]
+    texts = read_labelled(DOMAINS_SAMPLE).texts
+    member = router._scorer._member.logits(texts)  # type: ignore[attr-defined]
+    confidence = np.exp(log_softmax(member, spec.member_temperature).max(axis=1))
+    assert metrics["encoder_fraction"] == np.mean(confidence < spec.gate_threshold)
+
+
 def test_an_ensemble_json_from_before_the_gate_loads_with_the_gate_off(
     gated: Path, tmp_path: Path
 ) -> None:
