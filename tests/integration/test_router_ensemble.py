@@ -23,6 +23,15 @@ QUERIES = [
     "what is the capital of France",
 ]
 
+MIXED = [
+    "hello",
+    "thanks, that is all",
+    "my landlord asked me to fix his Python code",
+    "is a rash covered by my rental deposit",
+    "tell me a joke",
+    "what time is it",
+]
+
 
 def sample_rows(per_label: int) -> tuple[list[str], list[str]]:
     """The first ``per_label`` training rows of each label (the models must fit these)."""
@@ -148,10 +157,12 @@ def test_a_gated_ensemble_scores_only_unsure_queries_with_the_encoder(gated: Pat
     assert spec["gate_threshold"] == stats["threshold"] and stats["holdout_agreement"] >= 0.995
     assert "- gate (agreement>=0.995)" in (gated / "README.md").read_text()
     scorer = router._scorer
-    texts, _ = sample_rows(5)
+    # training rows are all above the gate; mixed and off-topic queries are not
+    texts = [*sample_rows(2)[0], *QUERIES, *MIXED]
     member = scorer._member.logits(texts)  # type: ignore[attr-defined]
     member_log_probs = log_softmax(member, spec["member_temperature"])
     below = np.exp(member_log_probs.max(axis=1)) < spec["gate_threshold"]
+    assert 0 < below.sum() < len(texts)  # both paths are exercised
     before = scorer.encoder_texts  # type: ignore[attr-defined]
     out = scorer.logits(texts)
     assert scorer.encoder_texts - before == below.sum()  # type: ignore[attr-defined]
