@@ -197,7 +197,7 @@ class EnsembleScorer:
     """
 
     def __init__(
-        self, encoder: Scorer, member: Scorer, spec: EnsembleSpec, *, temperature: float = 1.0
+        self, encoder: Scorer, member: Scorer, spec: EnsembleSpec, *, temperature: float
     ) -> None:
         if encoder.n_outputs != member.n_outputs:
             raise ValueError(

@@ -184,6 +184,14 @@ def test_gated_scorer_sends_only_rows_below_the_gate_to_the_encoder() -> None:
     assert (gated.texts_scored, gated.encoder_texts) == (6, 2)
 
 
+def test_scorer_rejects_mismatched_members_and_bad_temperature() -> None:
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        EnsembleScorer(FakeScorer(ENCODER), FakeScorer(MEMBER), spec(0.9), temperature=0.0)
+    two = FakeScorer({t: [0.0, 1.0] for t in TEXTS})
+    with pytest.raises(ValueError, match="disagree on the label count"):
+        EnsembleScorer(FakeScorer(ENCODER), two, spec(0.9), temperature=1.0)
+
+
 def test_gate_off_scores_every_row_with_both_members() -> None:
     plain = scorer(gate=None)
     out = plain.logits(TEXTS)
