@@ -38,6 +38,17 @@ def _user_errors() -> tuple[type[Exception], ...]:
     return (DataError, ArtifactError, FileExistsError, ValueError)
 
 
+def _gate_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Reject a malformed gate target before any model is loaded."""
+    from router_training.gate import parse_gate_target
+
+    try:
+        parse_gate_target(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from error
+    return value
+
+
 @router.command()
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Labelled JSONL/CSV.")
 @click.option("--val", type=click.Path(path_type=Path), help="Validation file (default: hold out).")
@@ -83,6 +94,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
 @click.option(
     "--ensemble-gate",
     default="agreement>=0.995",
+    callback=_gate_spec,
     show_default=True,
     help="Ensemble gate target, as for 'spillway router ensemble --gate' ('none': no gate).",
 )
@@ -239,6 +251,7 @@ def predict(model: Path, as_json: bool, texts: tuple[str, ...]) -> None:
 @click.option(
     "--gate",
     default="agreement>=0.995",
+    callback=_gate_spec,
     show_default=True,
     help="Answer from the member alone (the encoder never runs) when its calibrated top "
     "probability reaches a gate chosen on the hold-out for this target: 'agreement>=0.995' "

@@ -272,3 +272,18 @@ def test_fit_gate_matches_the_full_ensemble_on_the_required_share() -> None:
         base, encoder, member, targets, 2, **{**kwargs, "gate_target": "none"}
     )
     assert off == base and none_stats == {}
+
+
+def test_cli_rejects_a_malformed_gate_before_loading_anything(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from orchestrator.cli.router import router as router_cli
+
+    missing = str(tmp_path / "missing")
+    args = ["ensemble", "--encoder", missing, "--member", missing, "--data", missing]
+    result = CliRunner().invoke(router_cli, [*args, "--out", missing, "--gate", "agreement>0.9"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--gate'" in result.output and "not a directory" not in result.output
+    train = ["train", "--data", missing, "--out", missing, "--ensemble-gate", "fixed=2"]
+    result = CliRunner().invoke(router_cli, train)
+    assert result.exit_code == 2 and "values must be in [0, 1]" in result.output
