@@ -41,6 +41,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "epochs": 2,
         "onnx_optimization": "fused",
         "abstain_target": "abstain_rate<=0.01",
+        "ensemble_gate": "none",
     },
     # the latency side of the frontier: a 3-layer MiniLM fine-tuned at that depth, int8
     "ensemble-l3-int8": {
@@ -51,6 +52,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "learning_rate": 2e-4,
         "onnx_optimization": "int8",
         "abstain_target": "abstain_rate<=0.01",
+        "ensemble_gate": "none",
     },
     "ensemble-int8": {
         "kind": "ensemble",
@@ -58,8 +60,16 @@ RECIPES: dict[str, dict[str, Any]] = {
         "epochs": 2,
         "onnx_optimization": "int8",
         "abstain_target": "abstain_rate<=0.01",
+        "ensemble_gate": "none",
     },
 }
+# the same ensembles gated: TF-IDF answers alone where it is sure (docs/router.md)
+RECIPES.update(
+    {
+        f"{name}-gated": {**RECIPES[name], "ensemble_gate": "agreement>=0.995"}
+        for name in ("ensemble", "ensemble-int8", "ensemble-l3-int8")
+    }
+)
 MAX_LENGTH = {"clinc": 32, "mmlu": 128}
 
 

@@ -30,12 +30,25 @@ def _model_lines(manifest: Manifest) -> list[str]:
             f"{1 - spec['encoder_weight']:.2f} (log-probabilities; member temperatures "
             f"{spec['encoder_temperature']:.3f} / {spec['member_temperature']:.3f})"
         )
+    gate = params.get("gate")
+    if isinstance(gate, dict) and gate:
+        lines.append(_gate_line(gate))
     if params.get("onnx_optimization") not in (None, "none"):
         lines.append(
             f"- encoder ONNX graph: {params['onnx_optimization']} "
             f"(fused operators: {params.get('onnx_fused_operators')})"
         )
     return lines
+
+
+def _gate_line(gate: dict[str, Any]) -> str:
+    if gate.get("threshold") is None:
+        return f"- gate ({gate['target']}): off, the encoder scores every query"
+    return (
+        f"- gate ({gate['target']}): the TF-IDF member answers alone at calibrated probability "
+        f">= {gate['threshold']:.4f}; hold-out agreement with the full ensemble "
+        f"{gate['holdout_agreement']:.4f}, encoder fraction {gate['holdout_encoder_fraction']:.4f}"
+    )
 
 
 def write_card(directory: Path, manifest: Manifest, label_counts: dict[str, int]) -> None:

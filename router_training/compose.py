@@ -5,7 +5,8 @@
 own stratified hold-out (same seed and fraction, no ``--val`` file). The hold-out is rebuilt
 from ``FILE``; the member temperatures, the encoder weight, the ensemble temperature and the
 abstain threshold are all fitted on it, exactly as ``train --kind ensemble`` does, so no
-retraining is needed to try an ensemble (or another ONNX optimization of the encoder).
+retraining is needed to try an ensemble (or another ONNX optimization of the encoder, or a
+gate: ``--gate``, see ``router_training.gate``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def compose_ensemble(
     onnx_optimization: str = "int8",
     abstain_target: str = "auto",
     ensemble_weight: float | None = None,
+    gate: str = "agreement>=0.995",
     text_field: str = "text",
     label_field: str = "label",
 ) -> Any:
@@ -58,6 +60,7 @@ def compose_ensemble(
         ensemble_weight=ensemble_weight,
         out_of_scope_label=first.out_of_scope_label or None,
         abstain_target=abstain_target,
+        ensemble_gate=gate,
         progress=False,
     )
     labels = list(first.labels)
@@ -111,7 +114,7 @@ def _fit(
 ) -> dict[str, Any]:
     from router_training.bert import _export_onnx
     from router_training.encoder import EncoderScorer, load_torch_classifier, onnx_runner
-    from router_training.ensemble import ENSEMBLE_FILE, choose_weight, combine
+    from router_training.ensemble import ENSEMBLE_FILE, choose_weight, combine, fit_gate
     from router_training.tfidf import TfidfScorer
 
     encoder, member = routers
@@ -131,6 +134,16 @@ def _fit(
     spec = choose_weight(encoder_logits, member_logits, targets, member.manifest.kind)
     if config.ensemble_weight is not None:
         spec = spec.model_copy(update={"encoder_weight": config.ensemble_weight})
+    oos = config.out_of_scope_label
+    spec, gate = fit_gate(
+        spec,
+        encoder_logits,
+        member_logits,
+        targets,
+        labels.index(oos) if oos is not None else None,
+        abstain_target=config.abstain_target,
+        gate_target=config.ensemble_gate,
+    )
     (staging / ENSEMBLE_FILE).write_text(spec.model_dump_json(indent=2) + "\n")
     params = {
         "composed_from": {"encoder": str(encoder.path), "member": str(member.path)},
@@ -138,6 +151,7 @@ def _fit(
         "onnx_optimization": config.onnx_optimization,
         "onnx_fused_operators": fused,
         "ensemble": spec.model_dump(),
+        "gate": gate,
     }
     return {
         "files": [*_ENCODER_FILES, "model.onnx", *member_files, ENSEMBLE_FILE],

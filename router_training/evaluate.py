@@ -4,7 +4,8 @@ calibration error, abstention, out-of-scope recall, single-query latency and bat
 Decisions: an abstained query counts as predicting the out-of-scope label when the model has
 one; without one it keeps its top label for accuracy/F1 and shows up in ``abstain_rate`` and
 ``accepted_accuracy``. ``in_scope_accuracy`` counts an in-scope query right only when the router
-routed it (did not abstain) to its true label.
+routed it (did not abstain) to its true label. For an ensemble, ``encoder_fraction`` is the
+share of the file's queries its encoder scored (1.0 without a gate).
 """
 
 from __future__ import annotations
@@ -136,7 +137,9 @@ def evaluate_router(
     data_set = read_labelled(data, text_field=text_field, label_field=label_field, min_labels=1)
     check_known_labels(data_set, router.labels)
     targets = np.array([router.labels.index(label) for label in data_set.labels])
+    counted = _encoder_counts(router)
     probs = _batched_probabilities(router, data_set.texts, batch_size)
+    encoder_fraction = _encoder_fraction(router, counted)
     oos = router.manifest.out_of_scope_label
     metrics = quality_metrics(
         probs,
@@ -148,6 +151,8 @@ def evaluate_router(
     metrics.update(
         {"artifact_version": router.version, "kind": router.manifest.kind, "data": str(data)}
     )
+    if encoder_fraction is not None:
+        metrics["encoder_fraction"] = encoder_fraction
     if speed:
         metrics.update(
             measure_speed(
@@ -162,3 +167,19 @@ def _batched_probabilities(router: Any, texts: Sequence[str], batch_size: int) -
         router.probabilities(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)
     ]
     return np.concatenate(parts) if parts else np.zeros((0, len(router.labels)))
+
+
+def _encoder_counts(router: Any) -> tuple[int, int] | None:
+    """(queries scored, queries the encoder scored) so far, for an ensemble's scorer."""
+    scorer = router._scorer
+    if not hasattr(scorer, "encoder_texts"):
+        return None
+    return int(scorer.texts_scored), int(scorer.encoder_texts)
+
+
+def _encoder_fraction(router: Any, before: tuple[int, int] | None) -> float | None:
+    """Share of the queries scored since ``before`` that reached the ensemble's encoder."""
+    after = _encoder_counts(router)
+    if before is None or after is None or after[0] == before[0]:
+        return None
+    return (after[1] - before[1]) / (after[0] - before[0])

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from router_training.data import (
     LabelledData,
@@ -84,10 +84,24 @@ class TrainConfig(BaseModel):
     abstain_target: str = Field(
         "auto", description="Threshold target, e.g. 'oos_recall>=0.8', 'fixed=0.5', 'none'."
     )
+    ensemble_gate: str = Field(
+        "agreement>=0.995",
+        description="Gate of an ensemble (router_training.gate), chosen on the held-out split: "
+        "'agreement>=0.995' (optionally ',abstain_agreement>=W'), 'encoder_fraction<=0.3', "
+        "'fixed=0.9' or 'none' (the encoder scores every query).",
+    )
     progress: bool = Field(True, description="Show progress bars.")
     threads: int = Field(
         1, ge=1, description="CPU threads for torch and ONNX Runtime (1 is fastest on a busy CPU)."
     )
+
+    @field_validator("ensemble_gate")
+    @classmethod
+    def _gate_parses(cls, value: str) -> str:
+        from router_training.gate import parse_gate_target
+
+        parse_gate_target(value)  # raises ValueError with the accepted forms
+        return value
 
 
 class TrainReport(BaseModel):
@@ -226,22 +240,16 @@ def _finish(
     data: Path | str,
 ) -> dict[str, Any]:
     from router_training.artifact import write_manifest
-    from router_training.calibration import (
-        choose_threshold,
-        fit_temperature,
-        parse_abstain_target,
-        softmax,
-    )
+    from router_training.calibration import softmax
     from router_training.card import write_card
     from router_training.evaluate import quality_metrics
 
     y_val = np.array([labels.index(label) for label in held.labels])
-    temperature = fit_temperature(fitted["val_logits"], y_val)
-    probs = softmax(np.asarray(fitted["val_logits"], np.float64), temperature)
     oos_index = labels.index(oos_label) if oos_label is not None else None
-    has_oos = oos_index is not None and bool((y_val == oos_index).any())
-    target = parse_abstain_target(config.abstain_target, has_out_of_scope=has_oos)
-    threshold = choose_threshold(probs, y_val, oos_index, target)
+    temperature, threshold, target = calibrate(
+        fitted["val_logits"], y_val, oos_index, config.abstain_target
+    )
+    probs = softmax(np.asarray(fitted["val_logits"], np.float64), temperature)
     metrics = quality_metrics(probs, y_val, labels, oos_index, threshold)
     params = {
         **config.model_dump(mode="json", exclude={"progress", "threads"}),
@@ -276,6 +284,24 @@ def _finish(
         "train_examples": len(train),
         "metrics": metrics,
     }
+
+
+def calibrate(
+    val_logits: np.ndarray, y_val: np.ndarray, oos_index: int | None, abstain_target: str
+) -> tuple[float, float, Any]:
+    """Temperature, abstain threshold and the parsed ``AbstainTarget`` of held-out logits."""
+    from router_training.calibration import (
+        choose_threshold,
+        fit_temperature,
+        parse_abstain_target,
+        softmax,
+    )
+
+    temperature = fit_temperature(val_logits, y_val)
+    probs = softmax(np.asarray(val_logits, np.float64), temperature)
+    has_oos = oos_index is not None and bool((y_val == oos_index).any())
+    target = parse_abstain_target(abstain_target, has_out_of_scope=has_oos)
+    return temperature, choose_threshold(probs, y_val, oos_index, target), target
 
 
 def _staging_dir(out: Path) -> Path:

@@ -15,6 +15,7 @@ from router_training.metric_names import QUALITY_METRICS
 _SUMMARY_KEYS = (
     *QUALITY_METRICS,
     "abstain_threshold",
+    "encoder_fraction",
     "latency_ms_p50",
     "latency_ms_p99",
     "throughput_qps",
@@ -35,6 +36,17 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from router_training.data import DataError
 
     return (DataError, ArtifactError, FileExistsError, ValueError)
+
+
+def _gate_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Reject a malformed gate target before any model is loaded."""
+    from router_training.gate import parse_gate_target
+
+    try:
+        parse_gate_target(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from error
+    return value
 
 
 @router.command()
@@ -79,6 +91,13 @@ def _user_errors() -> tuple[type[Exception], ...]:
     type=click.FloatRange(0.0, 1.0),
     help="Encoder weight in the ensemble (default: chosen on the held-out split).",
 )
+@click.option(
+    "--ensemble-gate",
+    default="agreement>=0.995",
+    callback=_gate_spec,
+    show_default=True,
+    help="Ensemble gate target, as for 'spillway router ensemble --gate' ('none': no gate).",
+)
 @click.option("--learning-rate", type=float, help="Learning rate (default: the kind's).")
 @click.option(
     "--runtime",
@@ -118,6 +137,7 @@ def train(**kwargs: Any) -> None:
         "onnx_optimization": kwargs["onnx_optimization"],
         "ensemble_member": kwargs["ensemble_member"],
         "ensemble_weight": kwargs["ensemble_weight"],
+        "ensemble_gate": kwargs["ensemble_gate"],
         "learning_rate": kwargs["learning_rate"],
         "out_of_scope_label": None if oos == "none" else oos,
         "abstain_target": kwargs["abstain_target"],
@@ -228,6 +248,18 @@ def predict(model: Path, as_json: bool, texts: tuple[str, ...]) -> None:
 )
 @click.option("--abstain-target", default="auto", show_default=True, help="As for train.")
 @click.option("--ensemble-weight", type=click.FloatRange(0.0, 1.0), help="Fix the encoder weight.")
+@click.option(
+    "--gate",
+    default="agreement>=0.995",
+    callback=_gate_spec,
+    show_default=True,
+    help="Answer from the member alone (the encoder never runs) when its calibrated top "
+    "probability reaches a gate chosen on the hold-out for this target: 'agreement>=0.995' "
+    "(the smallest gate whose decisions, label or abstain, match the full ensemble's on "
+    "99.5% of held-out queries and of those it abstains on), "
+    "'agreement>=0.995,abstain_agreement>=0.9', 'encoder_fraction<=0.3', 'fixed=0.9', or "
+    "'none' (the encoder scores every query).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def ensemble(**kwargs: Any) -> None:
     """Combine a trained encoder router and a TF-IDF/hybrid router (same data and hold-out)
@@ -244,6 +276,7 @@ def ensemble(**kwargs: Any) -> None:
             onnx_optimization=kwargs["onnx_optimization"],
             abstain_target=kwargs["abstain_target"],
             ensemble_weight=kwargs["ensemble_weight"],
+            gate=kwargs["gate"],
         )
     except _user_errors() as error:
         _fail(error)

@@ -23,6 +23,15 @@ QUERIES = [
     "what is the capital of France",
 ]
 
+MIXED = [
+    "hello",
+    "thanks, that is all",
+    "my landlord asked me to fix his Python code",
+    "is a rash covered by my rental deposit",
+    "tell me a joke",
+    "what time is it",
+]
+
 
 def sample_rows(per_label: int) -> tuple[list[str], list[str]]:
     """The first ``per_label`` training rows of each label (the models must fit these)."""
@@ -41,7 +50,8 @@ def ensemble(tiny_encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     out = tmp_path_factory.mktemp("ensemble") / "router"
     args = ["train", "--data", str(DOMAINS_SAMPLE), "--out", str(out), "--no-progress"]
     args += ["--kind", "ensemble", "--base-model", str(tiny_encoder), "--epochs", "1"]
-    args += ["--max-length", "24", "--onnx-optimization", "int8", "--json"]
+    args += ["--max-length", "24", "--onnx-optimization", "int8", "--ensemble-gate", "none"]
+    args += ["--json"]
     result = CliRunner().invoke(router_cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["kind"] == "ensemble"
@@ -124,6 +134,103 @@ def test_compose_an_ensemble_from_trained_routers(
     assert router.manifest.params["onnx_optimization"] == "fused"
     assert json.loads((out / "ensemble.json").read_text())["encoder_weight"] == 0.5
     assert [p.label for p in router.predict(QUERIES[:1])] == ["code"]
+
+
+@pytest.fixture(scope="module")
+def gated(members: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("gated") / "router"
+    args = ["ensemble", "--encoder", str(members[0]), "--member", str(members[1])]
+    args += ["--data", str(DOMAINS_SAMPLE), "--out", str(out), "--onnx-optimization", "fused"]
+    args += ["--abstain-target", "fixed=0.4", "--json"]  # the default gate: agreement>=0.995
+    result = CliRunner().invoke(router_cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_a_gated_ensemble_scores_only_unsure_queries_with_the_encoder(gated: Path) -> None:
+    from router_training.ensemble import log_softmax
+
+    router = load_router(gated)
+    spec = json.loads((gated / "ensemble.json").read_text())
+    stats = router.manifest.params["gate"]
+    assert spec["gate_target"] == stats["target"] == "agreement>=0.995"
+    assert spec["gate_threshold"] == stats["threshold"] and stats["holdout_agreement"] >= 0.995
+    assert "- gate (agreement>=0.995)" in (gated / "README.md").read_text()
+    scorer = router._scorer
+    # training rows are all above the gate; mixed and off-topic queries are not
+    texts = [*sample_rows(2)[0], *QUERIES, *MIXED]
+    member = scorer._member.logits(texts)  # type: ignore[attr-defined]
+    member_log_probs = log_softmax(member, spec["member_temperature"])
+    below = np.exp(member_log_probs.max(axis=1)) < spec["gate_threshold"]
+    assert 0 < below.sum() < len(texts)  # both paths are exercised
+    before = scorer.encoder_texts  # type: ignore[attr-defined]
+    out = scorer.logits(texts)
+    assert scorer.encoder_texts - before == below.sum()  # type: ignore[attr-defined]
+    encoder = scorer._encoder.logits([t for t, b in zip(texts, below, strict=True) if b])  # type: ignore[attr-defined]
+    assert np.allclose(out[below], combine(encoder, member[below], scorer.spec), atol=1e-5)  # type: ignore[attr-defined]
+    temperature = router.manifest.temperature
+    assert np.allclose(out[~below], temperature * member_log_probs[~below])
+    probs = router.probabilities(texts)
+    assert np.allclose(probs[~below], np.exp(member_log_probs[~below]))
+
+
+def test_eval_reports_the_share_of_queries_the_encoder_scored(gated: Path) -> None:
+    from router_training.data import read_labelled
+    from router_training.ensemble import log_softmax
+    from router_training.evaluate import evaluate_router
+
+    metrics = evaluate_router(gated, DOMAINS_SAMPLE, speed=False)
+    router = load_router(gated)
+    spec = router._scorer.spec  # type: ignore[attr-defined]
+    texts = read_labelled(DOMAINS_SAMPLE).texts
+    member = router._scorer._member.logits(texts)  # type: ignore[attr-defined]
+    confidence = np.exp(log_softmax(member, spec.member_temperature).max(axis=1))
+    assert metrics["encoder_fraction"] == np.mean(confidence < spec.gate_threshold)
+
+
+def test_an_ensemble_json_from_before_the_gate_loads_with_the_gate_off(
+    gated: Path, tmp_path: Path
+) -> None:
+    import hashlib
+    import shutil
+
+    copy = tmp_path / "old"
+    shutil.copytree(gated, copy)
+    spec = json.loads((copy / "ensemble.json").read_text())
+    old = {k: v for k, v in spec.items() if not k.startswith("gate_")}
+    (copy / "ensemble.json").write_text(json.dumps(old))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    digest = hashlib.sha256((copy / "ensemble.json").read_bytes()).hexdigest()
+    manifest["files"]["ensemble.json"] = digest
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    router = load_router(copy)
+    scorer = router._scorer
+    assert scorer.spec.gate_threshold is None  # type: ignore[attr-defined]
+    router.predict(QUERIES)
+    assert scorer.encoder_texts == scorer.texts_scored  # type: ignore[attr-defined]
+    expected = combine(
+        scorer._encoder.logits(QUERIES),  # type: ignore[attr-defined]
+        scorer._member.logits(QUERIES),  # type: ignore[attr-defined]
+        scorer.spec,  # type: ignore[attr-defined]
+    )
+    assert np.allclose(scorer.logits(QUERIES), expected)
+
+
+def test_the_router_deployment_serves_a_gated_ensemble(gated: Path) -> None:
+    import asyncio
+
+    from orchestrator.router import RouterDeployment
+
+    deployment = RouterDeployment(str(gated), max_batch_size=8)
+
+    async def run() -> list[tuple[str | None, float]]:
+        results = await asyncio.gather(*(deployment.route(q) for q in QUERIES))
+        return [(r.label, r.probability) for r in results]
+
+    served = asyncio.run(run())
+    expected = [(p.label, p.probability) for p in load_router(gated).predict(QUERIES)]
+    assert [label for label, _ in served] == [label for label, _ in expected]
+    assert np.allclose([p for _, p in served], [p for _, p in expected], atol=1e-4)
 
 
 def test_compose_refuses_routers_trained_on_other_data(
