@@ -119,6 +119,15 @@ def _gate_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
     help="'auto' (= 'abstain_rate<=0.02'), 'oos_recall>=0.8', 'accepted_accuracy>=0.95', "
     "'abstain_rate<=0.05', 'fixed=0.5' or 'none'.",
 )
+@click.option(
+    "--threads",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="CPU threads for training and the evaluation after it: 1 is fastest on a busy "
+    "machine, the number of cores on an idle one. Training is repeatable for a given --seed "
+    "and --threads (thread counts change floating-point rounding).",
+)
 @click.option("--mlflow", "mlflow_uri", help="Log params, metrics and the artifact to MLflow.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
@@ -141,6 +150,7 @@ def train(**kwargs: Any) -> None:
         "learning_rate": kwargs["learning_rate"],
         "out_of_scope_label": None if oos == "none" else oos,
         "abstain_target": kwargs["abstain_target"],
+        "threads": kwargs["threads"],
     }
     try:
         report = train_router(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -287,3 +288,25 @@ def test_cli_rejects_a_malformed_gate_before_loading_anything(tmp_path: Path) ->
     train = ["train", "--data", missing, "--out", missing, "--ensemble-gate", "fixed=2"]
     result = CliRunner().invoke(router_cli, train)
     assert result.exit_code == 2 and "values must be in [0, 1]" in result.output
+
+
+def test_cli_train_passes_threads_and_rejects_zero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    import router_training.train as train_module
+    from orchestrator.cli.router import router as router_cli
+
+    seen: dict[str, Any] = {}
+
+    def capture(data: Any, out: Any, **options: Any) -> None:
+        seen.update(options)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(train_module, "train_router", capture)
+    base = ["train", "--data", str(tmp_path / "d.jsonl"), "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(router_cli, [*base, "--threads", "2"])
+    assert seen["threads"] == 2 and "stop here" in result.output
+    result = CliRunner().invoke(router_cli, [*base, "--threads", "0"])
+    assert result.exit_code == 2 and "--threads" in result.output
