@@ -21,7 +21,7 @@ from orchestrator.ledger.schema import ledger_table as LEDGER
 LIST_COLUMNS = (
     "query_id", "created_at", "tenant", "status", "route", "adapter", "answered_by",
     "confidence", "threshold", "escalated", "escalation_reason", "cost_usd",
-    "baseline_cost_usd", "latency_total_ms",
+    "baseline_cost_usd", "latency_total_ms", "degraded", "faults",
 )  # fmt: skip
 
 
@@ -40,6 +40,7 @@ def _present(row: Any) -> dict[str, Any]:
     for name in ("cost_usd", "baseline_cost_usd"):
         item[name] = money(item[name])
     item["escalated"] = bool(item["escalated"])
+    item["degraded"] = bool(item["degraded"])
     item["url"] = f"/v1/queries/{item['query_id']}"
     return item
 

@@ -251,6 +251,25 @@ def test_latest_escalations(client: TestClient) -> None:
     ]
 
 
+def test_query_lists_flag_degraded_answers_and_faults(tmp_path: Path) -> None:
+    """A degraded answer (the large model failed after a low-confidence small answer) is
+    marked in the lists, with the deployments that failed."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    rows = sample.rows(DAY)
+    degraded = {"degraded": True, "faults": "large", "cost_large_usd": 0, "cost_usd": 0.002}
+    rows = [r.model_copy(update=degraded) if r.query_id == "q-a5" else r for r in rows]
+    with Ledger(url) as ledger:
+        for row in rows:
+            ledger.record(row)
+        assert ledger.flush(30)
+    with TestClient(make_app(url)) as client:
+        listed = {r["query_id"]: r for r in get(client, "latest-escalations")["queries"]}
+    assert (listed["q-a5"]["degraded"], listed["q-a5"]["faults"]) == (True, "large")
+    assert {(r["degraded"], r["faults"]) for q, r in listed.items() if q != "q-a5"} == {
+        (False, None)
+    }
+
+
 def test_filter_options(client: TestClient) -> None:
     f = get(client, "filters")
     assert f == {

@@ -190,8 +190,19 @@ function renderLatency(l) {
 function renderQueries(el, data) {
   table(el, [["Query"], ["Time (UTC)"], ["Tenant"], ["Route"], ["Answered by"], ["Confidence", 1], ["Reason"], ["Cost", 1], ["Baseline", 1]],
     data.queries.map((q) => [queryLink(q.query_id), when(q.created_at), q.tenant,
-      q.adapter || q.route || "base", q.answered_by || "–", q.confidence === null ? "–" : q.confidence.toFixed(2),
-      q.escalation_reason || (q.status === "ok" ? "–" : q.status), usd(q.cost_usd), usd(q.baseline_cost_usd)]));
+      q.adapter || q.route || "base", answeredBy(q), q.confidence === null ? "–" : q.confidence.toFixed(2),
+      reason(q), usd(q.cost_usd), usd(q.baseline_cost_usd)]));
+}
+
+// "small-model (degraded)" when the large model failed after a low-confidence small answer.
+function answeredBy(q) {
+  return (q.answered_by || "–") + (q.degraded ? " (degraded)" : "");
+}
+
+// The escalation reason or error status, then the deployments that failed, if any.
+function reason(q) {
+  const base = q.escalation_reason || (q.status === "ok" ? "–" : q.status);
+  return q.faults ? `${base}; failed: ${q.faults}` : base;
 }
 
 // Limits and this month's spend per tenant; hidden when the server has no tenants endpoint.
