@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "AbstainTarget",
+    "abstentions",
     "choose_threshold",
     "expected_calibration_error",
     "fit_temperature",
@@ -71,6 +72,19 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     scaled = scaled - scaled.max(axis=-1, keepdims=True)
     exp = np.exp(scaled)
     return exp / exp.sum(axis=-1, keepdims=True)  # type: ignore[no-any-return]
+
+
+def abstentions(
+    probs: np.ndarray, threshold: float, oos_index: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the top label's index, and whether the router abstains (the top label is
+    out-of-scope, or its probability is below the abstain threshold), as ``LoadedRouter``
+    decides."""
+    top = probs.argmax(axis=1)
+    abstained = probs.max(axis=1) < threshold
+    if oos_index is not None:
+        abstained |= top == oos_index
+    return top, abstained
 
 
 def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:

@@ -110,12 +110,11 @@ def fit_ensemble(
 ) -> dict[str, Any]:
     """Fit both members into ``staging``, weigh them on the held-out split."""
     from router_training.bert import fit_encoder
+    from router_training.data import find_out_of_scope_label
     from router_training.train import fit_linear
 
     encoder = fit_encoder(config, train, held, labels, staging)
     member = fit_linear(config, config.ensemble_member, train, held, labels, staging)
-    from router_training.data import find_out_of_scope_label
-
     targets = np.array([labels.index(label) for label in held.labels])
     spec = choose_weight(
         encoder["val_logits"], member["val_logits"], targets, config.ensemble_member

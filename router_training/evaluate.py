@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from router_training.calibration import expected_calibration_error
+from router_training.calibration import abstentions, expected_calibration_error
 
 __all__ = ["evaluate_router", "measure_speed", "quality_metrics"]
 
@@ -32,11 +32,7 @@ def quality_metrics(
     """All quality metrics of calibrated probabilities against integer targets."""
     from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
-    top = probs.argmax(axis=1)
-    confidence = probs.max(axis=1)
-    abstained = confidence < threshold
-    if oos_index is not None:
-        abstained |= top == oos_index
+    top, abstained = abstentions(probs, threshold, oos_index)
     decided = np.where(abstained, oos_index, top) if oos_index is not None else top
     index = list(range(len(labels)))
     precision, recall, f1, support = precision_recall_fscore_support(

@@ -27,6 +27,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from router_training.calibration import abstentions
+
 __all__ = [
     "ABSTAIN",
     "GateTarget",
@@ -108,10 +110,7 @@ def decisions(probs: np.ndarray, abstain_threshold: float, oos_index: int | None
     """Routing decision per row as ``LoadedRouter`` makes it: the top label's index, or
     ``ABSTAIN`` (-1) when the top label is out-of-scope or its probability is below the
     abstain threshold."""
-    top = probs.argmax(axis=1)
-    abstained = probs.max(axis=1) < abstain_threshold
-    if oos_index is not None:
-        abstained |= top == oos_index
+    top, abstained = abstentions(probs, abstain_threshold, oos_index)
     return np.where(abstained, ABSTAIN, top)
 
 
