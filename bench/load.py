@@ -229,6 +229,12 @@ def ledger_rows(ledger: Path, query_ids: list[str], wait_s: float = 60.0) -> dic
         time.sleep(1.0)
 
 
+def backend_ms(row: tuple) -> float:
+    """A ledger row's backend time: router + small + large, each timed at the ingress around
+    its deployment-handle call (row as `ledger_rows` reads it)."""
+    return float(sum(v or 0.0 for v in row[:3]))
+
+
 def summarize(result: LoadResult, rows: dict[str, tuple]) -> dict[str, Any]:
     ok = [o for o in result.outcomes if o.status == 200]
     errors: dict[str, int] = {}
@@ -242,7 +248,7 @@ def summarize(result: LoadResult, rows: dict[str, tuple]) -> dict[str, Any]:
         row = rows.get(o.query_id or "")
         if row is None:
             continue
-        backend = sum(v or 0.0 for v in row[:3])
+        backend = backend_ms(row)
         overhead.append(o.latency_ms - backend)
         internal.append((row[3] or 0.0) - backend)
     ids = [o.query_id for o in result.outcomes if o.query_id]
@@ -276,18 +282,9 @@ def write_requests_csv(path: Path, result: LoadResult, rows: dict[str, tuple]) -
         writer.writerow(["sent_s", "status", "latency_ms", "backend_ms", "total_ms", "query_id"])
         for o in sorted(result.outcomes, key=lambda o: o.sent_at):
             row = rows.get(o.query_id or "")
-            backend = sum(v or 0.0 for v in row[:3]) if row else None
-            total = row[3] if row else None
-            writer.writerow(
-                [
-                    f"{o.sent_at - first:.3f}",
-                    o.status,
-                    f"{o.latency_ms:.2f}",
-                    backend,
-                    total,
-                    o.query_id,
-                ]
-            )
+            backend, total = (backend_ms(row), row[3]) if row else (None, None)
+            sent = f"{o.sent_at - first:.3f}"
+            writer.writerow([sent, o.status, f"{o.latency_ms:.2f}", backend, total, o.query_id])
 
 
 def _stats(values: list[float]) -> dict[str, float | None]:
