@@ -19,6 +19,7 @@ request (when sent, latency, backend and ingress times) to see when slow request
     python bench/load.py --duration 330 --concurrency 8 --json-out bench/results/load.json
     python bench/load.py --duration 330 --rate 4 --concurrency 16 --requests-csv requests.csv
     python bench/load.py --url http://127.0.0.1:8000 --ledger .spillway/ledger.db
+    python bench/load.py --backend instant --duration 330 --rate 20 --concurrency 16
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import json
 import random
 import sqlite3
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,6 +298,13 @@ def _load_average() -> list[float]:
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
 
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="attach to a running Spillway instead of starting one")
@@ -324,9 +331,20 @@ def main() -> None:
         help="bind both engines to these CPUs (e.g. '0'), leaving the others to Ray's proxy, "
         "the ingress and the router; default: local.yaml's binding (a core per engine)",
     )
+    parser.add_argument(
+        "--backend",
+        choices=["vllm", "instant"],
+        default="vllm",
+        help="vllm: local.yaml's tiny models on vLLM (default); instant: an OpenAI-compatible "
+        "server that answers at once (bench/instant_backend.py), to measure Spillway alone",
+    )
     args = parser.parse_args()
     if args.url and not args.ledger:
         parser.error("--url needs --ledger (the SQLite file to count rows in)")
+    if args.backend == "instant" and (args.url or args.engine_cores):
+        parser.error("--backend instant starts its own service and has no engines")
+    if args.url:
+        args.backend = "attached"
     report = asyncio.run(_main(args)) if args.url else _with_service(args)
     text = json.dumps(report, indent=2)
     print(text)
@@ -334,44 +352,19 @@ def main() -> None:
         Path(args.json_out).write_text(text + "\n")
 
 
-def _overrides(engine_cores: str | None) -> dict[str, Any]:
-    """FAST_OVERRIDES, plus both engines bound to `engine_cores` when given."""
-    if engine_cores is None:
-        return FAST_OVERRIDES
-    import yaml  # the local config's model sections, with paths made absolute
-
-    config_path = Path(__file__).resolve().parent.parent / "serve_config" / "local.yaml"
-    data = yaml.safe_load(config_path.read_text())
-    overrides = dict(FAST_OVERRIDES)
-    for name in ("small", "large"):
-        engine = data[name]["engine"]
-        engine["model"] = str((config_path.parent / engine["model"]).resolve())
-        adapters = engine.get("adapters") or {}
-        engine["adapters"] = {
-            k: str((config_path.parent / v).resolve()) for k, v in adapters.items()
-        }
-        engine["cpu_threads_bind"] = engine_cores
-        overrides[name] = data[name]
-    return overrides
-
-
 def _with_service(args: argparse.Namespace) -> dict[str, Any]:
-    # the e2e fixture's start/stop; `python bench/load.py` puts bench/, not the repo, on the path
+    # `python bench/load.py` puts bench/, not the repo, on the path
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from tests.e2e.conftest import start_service, stop_service
+    from bench.load_service import service_for_load
 
-    with tempfile.TemporaryDirectory(prefix="spillway-load-") as tmp:
-        service, proc = start_service(Path(tmp), _overrides(args.engine_cores))
-        try:
-            args.url, args.ledger = service.base_url, str(service.ledger_path)
-            return asyncio.run(_main(args))
-        finally:
-            stop_service(proc)
+    with service_for_load(FAST_OVERRIDES, args.backend, args.engine_cores) as service:
+        args.url, args.ledger = service.base_url, str(service.ledger_path)
+        return asyncio.run(_main(args))
 
 
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
     warmup_sent = await warm_up(args.url, args.key)
-    load_before = _load_average()
+    load_before, ticks_before = _load_average(), _cpu_ticks()
     result = await run_load(
         args.url,
         args.key,
@@ -380,6 +373,8 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         concurrency=args.concurrency,
         rate=args.rate,
     )
+    (busy_now, total_now), (busy_then, total_then) = _cpu_ticks(), ticks_before
+    busy, total = busy_now - busy_then, total_now - total_then
     ids = [o.query_id for o in result.outcomes if o.query_id]
     rows = await asyncio.to_thread(ledger_rows, Path(args.ledger), ids)
     report = summarize(result, rows)
@@ -389,8 +384,10 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     report["concurrency"] = args.concurrency
     report["rate"] = args.rate
     report["engine_cores"] = getattr(args, "engine_cores", None)
+    report["backend"] = args.backend
     report["load_average_before"] = load_before
     report["load_average_after"] = _load_average()
+    report["cpu_busy_during_load"] = round(busy / total, 3) if total else None  # all processes
     return report
 
 

@@ -35,6 +35,8 @@ def runtime_env_vars(config: SpillwayConfig) -> dict[str, str]:
         "DO_NOT_TRACK": "1",
         "RAY_USAGE_STATS_ENABLED": "0",
         "TOKENIZERS_PARALLELISM": "false",
+        # read when Ray Serve is imported, in every Ray process: set before ray.init
+        "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1" if config.server.grpc_data_plane else "0",
     }
 
 
@@ -62,13 +64,14 @@ def check_local_files(config: SpillwayConfig) -> list[str]:
 
 def start(config: SpillwayConfig, *, host: str | None = None, port: int | None = None) -> Any:
     """Start local Ray and Serve, deploy the application and wait until it is ready."""
+    env = runtime_env_vars(config)
+    apply_env(env)  # before Ray Serve's first import here: it reads RAY_SERVE_* then
+
     import ray
     from ray import serve
 
     from orchestrator.builder import APP_NAME, build_app, serve_logging
 
-    env = runtime_env_vars(config)
-    apply_env(env)
     for key in ("VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR"):
         Path(env[key]).mkdir(parents=True, exist_ok=True)
     ray.init(

@@ -115,6 +115,14 @@ class ServerSettings(Strict):
         "default: the ledger already records every query, and on a small machine the log lines "
         "cost more than Spillway's own work (BENCHMARKS.md, load test).",
     )
+    grpc_data_plane: bool = Field(
+        True,
+        description="Carry requests from Ray Serve's HTTP proxy to the ingress and between "
+        "deployments over Serve's gRPC data plane (RAY_SERVE_USE_GRPC_BY_DEFAULT=1) instead of "
+        "Ray actor calls; the load test's overhead p99 about halves with it (BENCHMARKS.md). "
+        "Applied by `spillway serve`; on a KubeRay cluster the pods' environment sets it "
+        "(serve_config/kuberay/rayservice.yaml).",
+    )
 
 
 class TenantSettings(Strict):

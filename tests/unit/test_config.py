@@ -99,3 +99,24 @@ def test_config_check_cli_reports_paths_and_exit_code(tmp_path: Path) -> None:
     assert "small.engine.dtype:" in result.output
     good = CliRunner().invoke(main, ["config", "check", str(REPO / "serve_config/local.yaml")])
     assert good.exit_code == 0 and "ok" in good.output
+
+
+@pytest.mark.parametrize(("enabled", "value"), [(True, "1"), (False, "0")])
+def test_grpc_data_plane_reaches_every_ray_process(enabled: bool, value: str) -> None:
+    from orchestrator.runtime import runtime_env_vars
+
+    data = copy.deepcopy(CONFIG)
+    data["server"] = {"grpc_data_plane": enabled}
+    assert runtime_env_vars(validate_config_dict(data))["RAY_SERVE_USE_GRPC_BY_DEFAULT"] == value
+
+
+def test_grpc_data_plane_is_on_by_default_and_in_the_kuberay_pods() -> None:
+    assert validate_config_dict(copy.deepcopy(CONFIG)).server.grpc_data_plane is True
+    manifest = yaml.safe_load((REPO / "serve_config" / "kuberay" / "rayservice.yaml").read_text())
+    cluster = manifest["spec"]["rayClusterConfig"]
+    templates = [cluster["headGroupSpec"]["template"]]
+    templates += [group["template"] for group in cluster["workerGroupSpecs"]]
+    for template in templates:
+        for container in template["spec"]["containers"]:
+            env = {item["name"]: item.get("value") for item in container["env"]}
+            assert env["RAY_SERVE_USE_GRPC_BY_DEFAULT"] == "1", container["name"]

@@ -1,0 +1,52 @@
+"""The service `bench/load.py` starts: the e2e fixture's `spillway serve` on local.yaml, with
+a choice of backend (vLLM engines, optionally bound to given cores, or the instant server)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench import instant_backend
+from tests.e2e.conftest import RunningService, free_port, start_service, stop_service
+
+LOCAL_CONFIG = Path(__file__).resolve().parent.parent / "serve_config" / "local.yaml"
+
+
+def engines_bound_to(cores: str) -> dict[str, Any]:
+    """Overrides: local.yaml's small and large models, both engines bound to `cores`."""
+    data = yaml.safe_load(LOCAL_CONFIG.read_text())
+    overrides: dict[str, Any] = {}
+    for name in ("small", "large"):
+        engine = data[name]["engine"]
+        engine["model"] = str((LOCAL_CONFIG.parent / engine["model"]).resolve())
+        adapters = engine.get("adapters") or {}
+        engine["adapters"] = {
+            k: str((LOCAL_CONFIG.parent / v).resolve()) for k, v in adapters.items()
+        }
+        engine["cpu_threads_bind"] = cores
+        overrides[name] = data[name]
+    return overrides
+
+
+@contextmanager
+def service_for_load(
+    base: dict[str, Any], backend: str, engine_cores: str | None
+) -> Iterator[RunningService]:
+    """A running Spillway with the `base` overrides and its own SQLite ledger, stopped (with
+    the instant backend, if any) when the block ends. `backend` is 'vllm' or 'instant'."""
+    overrides = dict(base)
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="spillway-load-")))
+        if engine_cores is not None:
+            overrides |= engines_bound_to(engine_cores)
+        if backend == "instant":
+            backend_url = stack.enter_context(instant_backend.running(free_port()))
+            overrides |= instant_backend.remote_models(backend_url)
+        service, proc = start_service(tmp, overrides)
+        stack.callback(stop_service, proc)
+        yield service
