@@ -108,19 +108,17 @@ def build_app(escalate_share: float) -> web.Application:
     return app
 
 
-def remote_models(base_url: str) -> dict[str, Any]:
-    """Config overrides: local.yaml's small and large models, served by this server at
-    `base_url` (ending in /v1) through the remote backend, instead of vLLM engines."""
-    price = {"input_per_million": "0.10", "output_per_million": "0.10"}
-    large_price = {"input_per_million": "0.90", "output_per_million": "0.90"}
-    small = {"base_url": base_url, "served_name": SMALL_MODELS[0], "adapters": [*SMALL_MODELS[1:]]}
+def remote_configs(base_url: str) -> dict[str, dict[str, Any]]:
+    """The remote-backend settings (`small.remote`, `large.remote`) for this server at
+    `base_url` (ending in /v1)."""
     return {
-        "small": {"num_cpus": 0.25, "remote": small | {"max_model_len": 1024}, "price": price},
-        "large": {
-            "num_cpus": 0.25,
-            "remote": {"base_url": base_url, "served_name": LARGE_MODEL, "max_model_len": 1024},
-            "price": large_price,
+        "small": {
+            "base_url": base_url,
+            "served_name": SMALL_MODELS[0],
+            "adapters": [*SMALL_MODELS[1:]],
+            "max_model_len": 1024,
         },
+        "large": {"base_url": base_url, "served_name": LARGE_MODEL, "max_model_len": 1024},
     }
 
 

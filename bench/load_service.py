@@ -9,27 +9,34 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench import instant_backend
-from tests.e2e.conftest import RunningService, free_port, start_service, stop_service
-
-LOCAL_CONFIG = Path(__file__).resolve().parent.parent / "serve_config" / "local.yaml"
+from tests.e2e.conftest import (
+    RunningService,
+    free_port,
+    local_config_data,
+    start_service,
+    stop_service,
+)
 
 
 def engines_bound_to(cores: str) -> dict[str, Any]:
     """Overrides: local.yaml's small and large models, both engines bound to `cores`."""
-    data = yaml.safe_load(LOCAL_CONFIG.read_text())
+    data = local_config_data()
+    for name in ("small", "large"):
+        data[name]["engine"]["cpu_threads_bind"] = cores
+    return {name: data[name] for name in ("small", "large")}
+
+
+def instant_models(base_url: str) -> dict[str, Any]:
+    """Overrides: local.yaml's small and large models (prices included), answered by the
+    instant server at `base_url` through the remote backend instead of vLLM engines."""
+    data = local_config_data()
+    remotes = instant_backend.remote_configs(base_url)
     overrides: dict[str, Any] = {}
     for name in ("small", "large"):
-        engine = data[name]["engine"]
-        engine["model"] = str((LOCAL_CONFIG.parent / engine["model"]).resolve())
-        adapters = engine.get("adapters") or {}
-        engine["adapters"] = {
-            k: str((LOCAL_CONFIG.parent / v).resolve()) for k, v in adapters.items()
-        }
-        engine["cpu_threads_bind"] = cores
-        overrides[name] = data[name]
+        section = data[name]
+        del section["engine"]
+        overrides[name] = section | {"num_cpus": 0.25, "remote": remotes[name]}  # no engine
     return overrides
 
 
@@ -46,7 +53,7 @@ def service_for_load(
             overrides |= engines_bound_to(engine_cores)
         if backend == "instant":
             backend_url = stack.enter_context(instant_backend.running(free_port()))
-            overrides |= instant_backend.remote_models(backend_url)
+            overrides |= instant_models(backend_url)
         service, proc = start_service(tmp, overrides)
         stack.callback(stop_service, proc)
         yield service

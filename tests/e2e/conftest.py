@@ -44,18 +44,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_test_config(tmp: Path, overrides: dict[str, Any]) -> tuple[Path, Path]:
-    """local.yaml with absolute paths, a fresh ledger, a free port and the given overrides."""
+def local_config_data() -> dict[str, Any]:
+    """local.yaml as a dict, its paths made absolute (so it can be written anywhere)."""
     data = yaml.safe_load(LOCAL_CONFIG.read_text())
     base = LOCAL_CONFIG.parent
     data["server"]["state_dir"] = str((base / data["server"]["state_dir"]).resolve())
-    data["server"]["port"] = free_port()
     data["router"]["artifact"] = str((base / data["router"]["artifact"]).resolve())
     for model in ("small", "large"):
         engine = data[model]["engine"]
         engine["model"] = str((base / engine["model"]).resolve())
         adapters = engine.get("adapters") or {}
         engine["adapters"] = {k: str((base / v).resolve()) for k, v in adapters.items()}
+    return data
+
+
+def write_test_config(tmp: Path, overrides: dict[str, Any]) -> tuple[Path, Path]:
+    """local.yaml with absolute paths, a fresh ledger, a free port and the given overrides."""
+    data = local_config_data()
+    data["server"]["port"] = free_port()
     ledger = tmp / "ledger.db"
     data["ledger"]["url"] = f"sqlite:///{ledger}"
     for key, value in overrides.items():

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from bench import instant_backend
+from bench.load_service import instant_models
 from orchestrator.llm import GenerationRequest, UnknownAdapterError
 from orchestrator.remote import RemoteLLMConfig, RemoteLLMDeployment
 from orchestrator.settings import ModelSettings
@@ -30,7 +31,7 @@ def base_url() -> Iterator[str]:
 
 
 def deployment(base_url: str, model: str) -> RemoteLLMDeployment:
-    overrides = instant_backend.remote_models(base_url)[model]
+    overrides = instant_models(base_url)[model]
     settings = ModelSettings.model_validate(overrides)  # the overrides are a valid config
     assert settings.remote is not None
     return RemoteLLMDeployment(RemoteLLMConfig.model_validate(settings.remote.model_dump()))
