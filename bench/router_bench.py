@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from router_training.metric_names import DEFAULT_GATE_TARGET
+
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
 
@@ -66,7 +68,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 # the same ensembles gated: TF-IDF answers alone where it is sure (docs/router.md)
 RECIPES.update(
     {
-        f"{name}-gated": {**RECIPES[name], "ensemble_gate": "agreement>=0.995"}
+        f"{name}-gated": {**RECIPES[name], "ensemble_gate": DEFAULT_GATE_TARGET}
         for name in ("ensemble", "ensemble-int8", "ensemble-l3-int8")
     }
 )

@@ -20,6 +20,7 @@ import numpy as np
 
 from router_training.artifact import LoadedRouter, load_router
 from router_training.data import LabelledData, read_labelled
+from router_training.metric_names import DEFAULT_GATE_TARGET
 
 __all__ = ["compose_ensemble"]
 
@@ -35,7 +36,7 @@ def compose_ensemble(
     onnx_optimization: str = "int8",
     abstain_target: str = "auto",
     ensemble_weight: float | None = None,
-    gate: str = "agreement>=0.995",
+    gate: str = DEFAULT_GATE_TARGET,
     text_field: str = "text",
     label_field: str = "label",
 ) -> Any:

@@ -1,4 +1,5 @@
-"""Names of the quality metrics a router reports (no imports: the CLI reads it at start-up)."""
+"""Names of the quality metrics a router reports, and the ensemble gate's default target
+(no imports: the CLI reads it at start-up)."""
 
 # In the order model cards and `spillway router train/eval` show them.
 QUALITY_METRICS = (
@@ -10,3 +11,7 @@ QUALITY_METRICS = (
     "accepted_accuracy",
     "ece",
 )
+
+# The ensemble gate target `router train --kind ensemble` and `router ensemble` use unless told
+# otherwise (router_training.gate; chosen in docs/router.md).
+DEFAULT_GATE_TARGET = "agreement>=0.995"

@@ -25,6 +25,7 @@ from router_training.data import (
     read_labelled,
     stratified_split,
 )
+from router_training.metric_names import DEFAULT_GATE_TARGET
 
 __all__ = ["TrainConfig", "TrainReport", "fit_linear", "train_router"]
 
@@ -85,7 +86,7 @@ class TrainConfig(BaseModel):
         "auto", description="Threshold target, e.g. 'oos_recall>=0.8', 'fixed=0.5', 'none'."
     )
     ensemble_gate: str = Field(
-        "agreement>=0.995",
+        DEFAULT_GATE_TARGET,
         description="Gate of an ensemble (router_training.gate), chosen on the held-out split: "
         "'agreement>=0.995' (optionally ',abstain_agreement>=W'), 'encoder_fraction<=0.3', "
         "'fixed=0.9' or 'none' (the encoder scores every query).",

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from router_training.metric_names import QUALITY_METRICS
+from router_training.metric_names import DEFAULT_GATE_TARGET, QUALITY_METRICS
 
 _SUMMARY_KEYS = (
     *QUALITY_METRICS,
@@ -93,7 +93,7 @@ def _gate_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
 )
 @click.option(
     "--ensemble-gate",
-    default="agreement>=0.995",
+    default=DEFAULT_GATE_TARGET,
     callback=_gate_spec,
     show_default=True,
     help="Ensemble gate target, as for 'spillway router ensemble --gate' ('none': no gate).",
@@ -260,7 +260,7 @@ def predict(model: Path, as_json: bool, texts: tuple[str, ...]) -> None:
 @click.option("--ensemble-weight", type=click.FloatRange(0.0, 1.0), help="Fix the encoder weight.")
 @click.option(
     "--gate",
-    default="agreement>=0.995",
+    default=DEFAULT_GATE_TARGET,
     callback=_gate_spec,
     show_default=True,
     help="Answer from the member alone (the encoder never runs) when its calibrated top "
