@@ -338,6 +338,11 @@ def main() -> None:
         help="vllm: local.yaml's tiny models on vLLM (default); instant: an OpenAI-compatible "
         "server that answers at once (bench/instant_backend.py), to measure Spillway alone",
     )
+    parser.add_argument(
+        "--http-server",
+        choices=["ingress", "serve_proxy"],
+        help="server.http_server for the started service (default: local.yaml's, ingress)",
+    )
     args = parser.parse_args()
     if args.url and not args.ledger:
         parser.error("--url needs --ledger (the SQLite file to count rows in)")
@@ -357,7 +362,8 @@ def _with_service(args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from bench.load_service import service_for_load
 
-    with service_for_load(FAST_OVERRIDES, args.backend, args.engine_cores) as service:
+    how = (args.backend, args.engine_cores, args.http_server)
+    with service_for_load(FAST_OVERRIDES, *how) as service:
         args.url, args.ledger = service.base_url, str(service.ledger_path)
         return asyncio.run(_main(args))
 
@@ -385,6 +391,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     report["rate"] = args.rate
     report["engine_cores"] = getattr(args, "engine_cores", None)
     report["backend"] = args.backend
+    report["http_server"] = getattr(args, "http_server", None) or "local.yaml's"
     report["load_average_before"] = load_before
     report["load_average_after"] = _load_average()
     report["cpu_busy_during_load"] = round(busy / total, 3) if total else None  # all processes

@@ -42,11 +42,14 @@ def instant_models(base_url: str) -> dict[str, Any]:
 
 @contextmanager
 def service_for_load(
-    base: dict[str, Any], backend: str, engine_cores: str | None
+    base: dict[str, Any], backend: str, engine_cores: str | None, http_server: str | None = None
 ) -> Iterator[RunningService]:
     """A running Spillway with the `base` overrides and its own SQLite ledger, stopped (with
-    the instant backend, if any) when the block ends. `backend` is 'vllm' or 'instant'."""
+    the instant backend, if any) when the block ends. `backend` is 'vllm' or 'instant';
+    `http_server`, if given, replaces local.yaml's server.http_server."""
     overrides = dict(base)
+    if http_server is not None:
+        overrides["server"] = local_config_data()["server"] | {"http_server": http_server}
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="spillway-load-")))
         if engine_cores is not None:

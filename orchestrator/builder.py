@@ -8,6 +8,10 @@ from orchestrator.config import SpillwayConfig, load_config
 from orchestrator.settings import ModelSettings
 
 APP_NAME = "spillway"
+# Serve kills an ingress replica this long after asking it to stop: time for the requests in
+# flight to finish (replica_http.DRAIN_S when the replica serves HTTP itself) and the ledger to
+# write their rows.
+INGRESS_SHUTDOWN_S = 40
 
 
 def build_app(config: SpillwayConfig) -> Any:
@@ -43,6 +47,7 @@ def build_app(config: SpillwayConfig) -> Any:
         logging_config=logs,
         ray_actor_options={"num_cpus": config.server.ingress_num_cpus},
         max_ongoing_requests=256,
+        graceful_shutdown_timeout_s=INGRESS_SHUTDOWN_S,
         **_ingress_scaling(config),
     )
     return ingress.bind(config.model_dump(mode="json"), router, small, large)

@@ -41,7 +41,9 @@ from orchestrator.protocol import (
     chunk_body,
     completion_body,
 )
+from orchestrator.replica_http import ReplicaHTTPServer
 from orchestrator.service import Backends, QueryTrace, new_query_id
+from orchestrator.settings import HTTP_SERVER_INGRESS
 
 
 def error_response(error: SpillwayError) -> JSONResponse:
@@ -300,6 +302,8 @@ class SpillwayIngress:
 
     The builder wraps it with `serve.ingress()` and `serve.deployment`; the FastAPI app is
     built on the replica (`__serve_build_asgi_app__`), so nothing is pickled but the config.
+    With `server.http_server: ingress` the replica also serves that app over HTTP itself
+    (replica_http.py) and Serve's proxy is not started.
     """
 
     def __init__(self, config_data: dict[str, Any], router: Any, small: Any, large: Any):
@@ -313,11 +317,34 @@ class SpillwayIngress:
         ledger.start(require_database=False)  # serve during a ledger outage; rows spool
         service = QueryService(config, handle_backends(router, small, large))
         self._gateway = Gateway(config, service, ledger)
+        self._http: ReplicaHTTPServer | None = None
+        if config.server.http_server == HTTP_SERVER_INGRESS:  # bind now: a taken port fails here
+            server = config.server
+            self._http = ReplicaHTTPServer(server.host, server.port, access_log=server.access_log)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_app(self._gateway)
+        """Called by Serve on the replica's event loop, after the constructor."""
+        app = create_app(self._gateway)
+        if self._http is not None:
+            self._http.start(app)
+        return app
 
-    def __del__(self) -> None:
+    async def check_health(self) -> None:
+        if self._http is not None:
+            self._http.raise_if_stopped()
+
+    async def __del__(self) -> None:
+        """Serve awaits this when the replica stops (its ingress wrapper awaits an async
+        `__del__` of ours): with our own HTTP server, requests in flight finish and record
+        their rows before the ledger closes."""
+        http, self._http = getattr(self, "_http", None), None
+        try:
+            if http is not None:
+                await http.stop()
+        finally:
+            self._close_ledger()
+
+    def _close_ledger(self) -> None:
         gateway = getattr(self, "_gateway", None)
         if gateway is not None:
             gateway.ledger.close()

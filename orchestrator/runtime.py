@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import SpillwayConfig
+from orchestrator.settings import HTTP_SERVER_INGRESS
 
 log = logging.getLogger("spillway")
 
@@ -64,6 +65,7 @@ def check_local_files(config: SpillwayConfig) -> list[str]:
 
 def start(config: SpillwayConfig, *, host: str | None = None, port: int | None = None) -> Any:
     """Start local Ray and Serve, deploy the application and wait until it is ready."""
+    config = with_address(config, host, port)
     env = runtime_env_vars(config)
     apply_env(env)  # before Ray Serve's first import here: it reads RAY_SERVE_* then
 
@@ -87,10 +89,26 @@ def start(config: SpillwayConfig, *, host: str | None = None, port: int | None =
     # answers a plain-text 404; deploying right after serve.start keeps that window short.
     app = build_app(config)
     serve.start(
-        http_options={"host": host or config.server.host, "port": port or config.server.port},
+        proxy_location=serve_proxy_location(config),
+        http_options={"host": config.server.host, "port": config.server.port},
         logging_config=serve_logging(config),
     )
     return serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+
+
+def with_address(config: SpillwayConfig, host: str | None, port: int | None) -> SpillwayConfig:
+    """The config with `spillway serve --host/--port` applied (the ingress replicas read the
+    address from the config when they serve HTTP themselves)."""
+    update = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    if not update:
+        return config
+    return config.model_copy(update={"server": config.server.model_copy(update=update)})
+
+
+def serve_proxy_location(config: SpillwayConfig) -> str | None:
+    """Serve's proxies: none when the ingress replicas answer HTTP themselves, else Serve's
+    default placement."""
+    return "Disabled" if config.server.http_server == HTTP_SERVER_INGRESS else None
 
 
 def stop() -> None:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -90,8 +90,13 @@ class ReplicaSettings(Strict):
         return options
 
 
+HttpServer = Literal["serve_proxy", "ingress"]
+HTTP_SERVER_INGRESS: HttpServer = "ingress"
+HTTP_SERVER_SERVE_PROXY: HttpServer = "serve_proxy"
+
+
 class ServerSettings(Strict):
-    host: str = Field("127.0.0.1", description="Address the HTTP proxy binds to.")
+    host: str = Field("127.0.0.1", description="Address the HTTP endpoint binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port of the HTTP endpoint.")
     num_cpus: int = Field(
         2, gt=0, description="Logical CPUs given to the local Ray instance (ray.init num_cpus)."
@@ -123,6 +128,25 @@ class ServerSettings(Strict):
         "Applied by `spillway serve`; on a KubeRay cluster the pods' environment sets it "
         "(serve_config/kuberay/rayservice.yaml).",
     )
+    http_server: HttpServer = Field(
+        HTTP_SERVER_SERVE_PROXY,
+        description="Who answers HTTP on host:port. 'serve_proxy': Ray Serve's HTTP proxy, one "
+        "per node, forwards each request to an ingress replica; the choice for a Ray cluster. "
+        "'ingress': each ingress replica serves HTTP itself (the replicas of one machine share "
+        "the port through SO_REUSEPORT) and Serve's proxy is not started; one hop fewer, so "
+        "Spillway's overhead p99 drops about fivefold (BENCHMARKS.md), but only for one machine "
+        "and without ingress_autoscaling (Serve does not see these requests).",
+    )
+
+    @model_validator(mode="after")
+    def _ingress_server_is_not_autoscaled(self) -> ServerSettings:
+        if self.http_server == HTTP_SERVER_INGRESS and self.ingress_autoscaling is not None:
+            raise ValueError(
+                "http_server: 'ingress' cannot be combined with ingress_autoscaling (Serve's "
+                "autoscaler does not see requests the replicas answer themselves); use "
+                "ingress_replicas, or http_server: 'serve_proxy'"
+            )
+        return self
 
 
 class TenantSettings(Strict):

@@ -61,11 +61,11 @@ def local_config_data() -> dict[str, Any]:
 def write_test_config(tmp: Path, overrides: dict[str, Any]) -> tuple[Path, Path]:
     """local.yaml with absolute paths, a fresh ledger, a free port and the given overrides."""
     data = local_config_data()
-    data["server"]["port"] = free_port()
     ledger = tmp / "ledger.db"
     data["ledger"]["url"] = f"sqlite:///{ledger}"
     for key, value in overrides.items():
         data[key] = value
+    data["server"]["port"] = free_port()
     path = tmp / "spillway.yaml"
     path.write_text(yaml.safe_dump(data))
     return path, ledger

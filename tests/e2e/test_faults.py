@@ -274,8 +274,6 @@ def test_service_restart_mid_run(rig: Rig) -> None:
     # A request cut off by the stop may have been recorded without its response arriving.
     extra = rows - rig.finished
     assert len(extra) <= load.count("broken"), (len(extra), load.summary())
-    if load.count("not_routed"):  # known, not hidden: see docs/cluster.md, Faults
-        pytest.xfail(
-            f"{load.count('not_routed')} requests got Ray Serve's plain-text 404 while the "
-            f"application was being deployed: {load.by_phase()}"
-        )
+    # local.yaml's ingress replicas serve HTTP themselves: the port opens only once the app is
+    # built, so Serve's plain-text 404 of a proxy without routes (docs/cluster.md) cannot occur
+    assert load.count("not_routed") == 0, load.by_phase()

@@ -120,3 +120,38 @@ def test_grpc_data_plane_is_on_by_default_and_in_the_kuberay_pods() -> None:
         for container in template["spec"]["containers"]:
             env = {item["name"]: item.get("value") for item in container["env"]}
             assert env["RAY_SERVE_USE_GRPC_BY_DEFAULT"] == "1", container["name"]
+
+
+def test_http_server_ingress_refuses_ingress_autoscaling() -> None:
+    data = copy.deepcopy(CONFIG)
+    data["server"] = {
+        "http_server": "ingress",
+        "ingress_autoscaling": {"min_replicas": 1, "max_replicas": 2},
+    }
+    with pytest.raises(ConfigError) as caught:
+        validate_config_dict(data)
+    assert "server:" in str(caught.value)
+    assert "http_server: 'ingress' cannot be combined with ingress_autoscaling" in str(caught.value)
+    data["server"]["http_server"] = "serve_proxy"
+    assert validate_config_dict(data).server.ingress_autoscaling is not None
+
+
+def test_http_server_per_shipped_config_and_proxy_placement() -> None:
+    from orchestrator.runtime import serve_proxy_location
+
+    expected = {"local.yaml": "ingress", "remote.yaml": "ingress", "production.yaml": "serve_proxy"}
+    for name, mode in expected.items():
+        config = load_config(REPO / "serve_config" / name)
+        assert config.server.http_server == mode, name
+        assert serve_proxy_location(config) == ("Disabled" if mode == "ingress" else None)
+    assert validate_config_dict(copy.deepcopy(CONFIG)).server.http_server == "serve_proxy"
+
+
+def test_serve_host_and_port_options_reach_the_config() -> None:
+    from orchestrator.runtime import with_address
+
+    config = validate_config_dict(copy.deepcopy(CONFIG))
+    moved = with_address(config, None, 8123)
+    assert (moved.server.host, moved.server.port) == (config.server.host, 8123)
+    assert with_address(config, "0.0.0.0", None).server.host == "0.0.0.0"
+    assert with_address(config, None, None) is config
