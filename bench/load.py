@@ -19,7 +19,7 @@ request (when sent, latency, backend and ingress times) to see when slow request
     python bench/load.py --duration 330 --concurrency 8 --json-out bench/results/load.json
     python bench/load.py --duration 330 --rate 4 --concurrency 16 --requests-csv requests.csv
     python bench/load.py --url http://127.0.0.1:8000 --ledger .spillway/ledger.db
-    python bench/load.py --backend instant --duration 330 --rate 20 --concurrency 16
+    python bench/load.py --backend instant --duration 330 --rate 20 --http-server serve_proxy
 """
 
 from __future__ import annotations
@@ -362,8 +362,8 @@ def _with_service(args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from bench.load_service import service_for_load
 
-    how = (args.backend, args.engine_cores, args.http_server)
-    with service_for_load(FAST_OVERRIDES, *how) as service:
+    how = dict(engine_cores=args.engine_cores, http_server=args.http_server)
+    with service_for_load(FAST_OVERRIDES, args.backend, **how) as service:
         args.url, args.ledger = service.base_url, str(service.ledger_path)
         return asyncio.run(_main(args))
 
@@ -391,7 +391,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     report["rate"] = args.rate
     report["engine_cores"] = getattr(args, "engine_cores", None)
     report["backend"] = args.backend
-    report["http_server"] = getattr(args, "http_server", None) or "local.yaml's"
+    report["http_server"] = getattr(args, "http_server", None)  # None: local.yaml's (ingress)
     report["load_average_before"] = load_before
     report["load_average_after"] = _load_average()
     report["cpu_busy_during_load"] = round(busy / total, 3) if total else None  # all processes
