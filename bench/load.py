@@ -243,7 +243,7 @@ def summarize(result: LoadResult, rows: dict[str, tuple]) -> dict[str, Any]:
             errors[str(o.status)] = errors.get(str(o.status), 0) + 1
     if result.transport_errors:
         errors["transport"] = result.transport_errors
-    overhead, internal = [], []
+    overhead, internal, with_router = [], [], []
     for o in ok:
         row = rows.get(o.query_id or "")
         if row is None:
@@ -251,6 +251,7 @@ def summarize(result: LoadResult, rows: dict[str, tuple]) -> dict[str, Any]:
         backend = backend_ms(row)
         overhead.append(o.latency_ms - backend)
         internal.append((row[3] or 0.0) - backend)
+        with_router.append(o.latency_ms - backend + (row[0] or 0.0))
     ids = [o.query_id for o in result.outcomes if o.query_id]
     latencies = [o.latency_ms for o in ok]
     return {
@@ -262,6 +263,7 @@ def summarize(result: LoadResult, rows: dict[str, tuple]) -> dict[str, Any]:
         "latency_ms": _stats(latencies),
         "overhead_ms": _stats(overhead),
         "ingress_internal_ms": _stats(internal),
+        "overhead_with_router_ms": _stats(with_router),  # the router's hop and inference too
         "healthz_probe_ms": _stats(result.probe_ms),
         "late_starts": result.late_starts,
         "ledger": {
@@ -279,12 +281,15 @@ def write_requests_csv(path: Path, result: LoadResult, rows: dict[str, tuple]) -
     first = min((o.sent_at for o in result.outcomes), default=0.0)
     with path.open("w", newline="") as out:
         writer = csv.writer(out)
-        writer.writerow(["sent_s", "status", "latency_ms", "backend_ms", "total_ms", "query_id"])
+        writer.writerow(
+            ["sent_s", "status", "latency_ms", "backend_ms", "router_ms", "total_ms", "query_id"]
+        )
         for o in sorted(result.outcomes, key=lambda o: o.sent_at):
             row = rows.get(o.query_id or "")
-            backend, total = (backend_ms(row), row[3]) if row else (None, None)
+            backend, router, total = (backend_ms(row), row[0], row[3]) if row else (None,) * 3
             sent = f"{o.sent_at - first:.3f}"
-            writer.writerow([sent, o.status, f"{o.latency_ms:.2f}", backend, total, o.query_id])
+            latency = f"{o.latency_ms:.2f}"
+            writer.writerow([sent, o.status, latency, backend, router, total, o.query_id])
 
 
 def _stats(values: list[float]) -> dict[str, float | None]:
