@@ -134,7 +134,7 @@ class ServerSettings(Strict):
         "per node, forwards each request to an ingress replica; the choice for a Ray cluster. "
         "'ingress': each ingress replica serves HTTP itself (the replicas of one machine share "
         "the port through SO_REUSEPORT) and Serve's proxy is not started; one hop fewer, so "
-        "Spillway's overhead p99 drops about fivefold (BENCHMARKS.md), but only for one machine "
+        "Spillway's overhead p99 drops about fourfold (BENCHMARKS.md), but only for one machine "
         "and without ingress_autoscaling (Serve does not see these requests).",
     )
 
