@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import sys
 import threading
 import time
@@ -32,6 +33,7 @@ def serve(config_path: str, host: str | None, port: int | None) -> None:
 
     config = load_or_exit(config_path)
     _check_keys(config)
+    _check_port_free(host or config.server.host, port or config.server.port)
     missing = check_local_files(config)
     if missing:
         click.echo("These files of the config are missing:\n  " + "\n  ".join(missing), err=True)
@@ -63,6 +65,23 @@ def _check_keys(config: SpillwayConfig) -> None:
     except ConfigError as exc:
         click.echo(f"API keys: {'; '.join(exc.problems)}", err=True)
         sys.exit(2)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail before starting Ray when something already listens on host:port; otherwise Serve
+    retries the bind (37 s here) and then reports only that a deployment failed."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no obstacle
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            click.echo(
+                f"Cannot serve on {host}:{port}: {exc.strerror}. Stop what uses it, or pick "
+                "another address with --port/--host (or server.port/server.host).",
+                err=True,
+            )
+            sys.exit(2)
 
 
 def _on_stop_signals(stopping: threading.Event) -> None:
