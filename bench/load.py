@@ -367,8 +367,8 @@ def _with_service(args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from bench.load_service import service_for_load
 
-    how = dict(engine_cores=args.engine_cores, http_server=args.http_server)
-    with service_for_load(FAST_OVERRIDES, args.backend, **how) as service:
+    how = (args.backend, args.engine_cores, args.http_server)
+    with service_for_load(FAST_OVERRIDES, *how) as service:
         args.url, args.ledger = service.base_url, str(service.ledger_path)
         return asyncio.run(_main(args))
 
@@ -396,7 +396,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     report["rate"] = args.rate
     report["engine_cores"] = getattr(args, "engine_cores", None)
     report["backend"] = args.backend
-    report["http_server"] = getattr(args, "http_server", None)  # None: local.yaml's (ingress)
+    report["http_server"] = args.http_server  # None: local.yaml's (ingress)
     report["load_average_before"] = load_before
     report["load_average_after"] = _load_average()
     report["cpu_busy_during_load"] = round(busy / total, 3) if total else None  # all processes

@@ -97,7 +97,7 @@ def main() -> None:
 
     from cascade.policy import CascadePolicy, RoutePolicy
     from orchestrator.config import load_config
-    from orchestrator.runtime import apply_env, runtime_env_vars, start, stop
+    from orchestrator.runtime import apply_env, runtime_env_vars, start, stop, with_address
 
     config = load_config(args.config)
     config.cascade = CascadePolicy(default=RoutePolicy(threshold=0.0))
@@ -107,7 +107,7 @@ def main() -> None:
     results: dict[str, Any] = {}
     base, legal = asyncio.run(_direct(config, args.requests, [None, "legal"]))
     results["direct_base"], results["direct_legal"] = _summary(base), _summary(legal)
-    start(config, port=args.port)
+    start(with_address(config, None, args.port))
     try:
         url, key = f"http://127.0.0.1:{args.port}", "sk-spillway-local"
         small = config.small.served_name

@@ -29,16 +29,18 @@ log = logging.getLogger("spillway.http")
 DRAIN_S = 25
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A bound TCP socket that other processes may bind too (SO_REUSEPORT).
+def listening_socket(host: str, port: int, *, shared: bool = True) -> socket.socket:
+    """A bound TCP socket; `shared`: one other processes may bind too (SO_REUSEPORT).
 
-    Raises OSError (address in use by a process without SO_REUSEPORT, bad address) here, in
-    the replica's constructor, so Serve reports the deployment as failed with the reason."""
+    Raises OSError (address in use, bad address) at once: in the replica's constructor, so
+    Serve reports the deployment as failed with the reason, and in `spillway serve`'s check
+    (`shared=False`: anything listening there is in the way)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no obstacle
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except OSError:
         sock.close()

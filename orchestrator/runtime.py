@@ -63,9 +63,8 @@ def check_local_files(config: SpillwayConfig) -> list[str]:
     return [path for path in paths if not Path(path).exists()]
 
 
-def start(config: SpillwayConfig, *, host: str | None = None, port: int | None = None) -> Any:
+def start(config: SpillwayConfig) -> Any:
     """Start local Ray and Serve, deploy the application and wait until it is ready."""
-    config = with_address(config, host, port)
     env = runtime_env_vars(config)
     apply_env(env)  # before Ray Serve's first import here: it reads RAY_SERVE_* then
 

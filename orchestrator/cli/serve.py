@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import sys
 import threading
 import time
@@ -29,11 +28,11 @@ def serve(config_path: str, host: str | None, port: int | None) -> None:
     """Start local Ray, deploy Spillway and serve the OpenAI-compatible API until SIGINT or
     SIGTERM, which stop Serve, Ray and every engine process cleanly."""
     from orchestrator.cli.config import load_or_exit
-    from orchestrator.runtime import check_local_files, start, stop
+    from orchestrator.runtime import check_local_files, start, stop, with_address
 
-    config = load_or_exit(config_path)
+    config = with_address(load_or_exit(config_path), host, port)
     _check_keys(config)
-    _check_port_free(host or config.server.host, port or config.server.port)
+    _check_port_free(config.server.host, config.server.port)
     missing = check_local_files(config)
     if missing:
         click.echo("These files of the config are missing:\n  " + "\n  ".join(missing), err=True)
@@ -44,9 +43,9 @@ def serve(config_path: str, host: str | None, port: int | None) -> None:
     started = time.perf_counter()
     click.echo("Starting Spillway (Ray Serve, router, small and large vLLM engines)...", err=True)
     try:
-        start(config, host=host, port=port)
+        start(config)
         _on_stop_signals(stopping)  # again: ray.init installs its own SIGTERM handler (abort)
-        url = f"http://{host or config.server.host}:{port or config.server.port}"
+        url = f"http://{config.server.host}:{config.server.port}"
         elapsed = time.perf_counter() - started
         click.echo(f"Spillway is ready at {url}/v1 ({elapsed:.0f} s). Ctrl-C stops it.", err=True)
         while not stopping.wait(0.5):
@@ -70,18 +69,17 @@ def _check_keys(config: SpillwayConfig) -> None:
 def _check_port_free(host: str, port: int) -> None:
     """Fail before starting Ray when something already listens on host:port; otherwise Serve
     retries the bind (37 s here) and then reports only that a deployment failed."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no obstacle
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            click.echo(
-                f"Cannot serve on {host}:{port}: {exc.strerror}. Stop what uses it, or pick "
-                "another address with --port/--host (or server.port/server.host).",
-                err=True,
-            )
-            sys.exit(2)
+    from orchestrator.replica_http import listening_socket
+
+    try:
+        listening_socket(host, port, shared=False).close()
+    except OSError as exc:
+        click.echo(
+            f"Cannot serve on {host}:{port}: {exc.strerror}. Stop what uses it, or pick "
+            "another address with --port/--host (or server.port/server.host).",
+            err=True,
+        )
+        sys.exit(2)
 
 
 def _on_stop_signals(stopping: threading.Event) -> None:
