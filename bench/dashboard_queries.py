@@ -51,10 +51,12 @@ def make_client(url: str) -> Any:
     from fastapi import FastAPI
     from starlette.testclient import TestClient
 
-    from orchestrator.dashboard import dashboard_router
+    from orchestrator.dashboard import StatsSource, dashboard_router
 
     app = FastAPI()
-    app.include_router(dashboard_router(url, authorize=lambda _: True, policy={"*": 0.6}))
+    app.include_router(
+        dashboard_router(StatsSource(url), authorize=lambda _: True, policy={"*": 0.6})
+    )
     return TestClient(app)
 
 

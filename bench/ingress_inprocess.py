@@ -1,4 +1,4 @@
-"""Spillway's own code per request, without Ray: the real FastAPI app, gateway, query service
+"""Spillway's own code per request, without Ray: the real FastAPI app, admission, query service
 and SQLite ledger, in-process instant models (tests/fakes.py), called through httpx's ASGI
 transport one request at a time. What is left of the load test's overhead after this is the
 HTTP proxy, the Serve hop to the ingress replica and waiting for a CPU.
@@ -19,11 +19,10 @@ from typing import Any
 import httpx
 
 from bench.load import percentile
+from orchestrator.api.app import create_app
+from orchestrator.builder import assemble_replica
 from orchestrator.config import validate_config_dict
-from orchestrator.gateway import Gateway
-from orchestrator.ingress import create_app
 from orchestrator.ledger import Ledger
-from orchestrator.service import QueryService
 from tests.fakes import CONFIG, FakeModels
 
 BODY = {
@@ -41,7 +40,7 @@ async def measure(ledger_dir: Path, requests: int, warmup: int = 50) -> dict[str
     models = FakeModels(0.95, {"label": "legal", "probability": 0.8, "abstained": False})
     ledger = Ledger(config.ledger.url)
     ledger.start()
-    app = create_app(Gateway(config, QueryService(config, models.backends()), ledger))
+    app = create_app(assemble_replica(config, models.backends(), ledger))
     transport = httpx.ASGITransport(app=app)
     samples: list[float] = []
     try:

@@ -43,7 +43,7 @@ def _summary(samples: list[float]) -> dict[str, float]:
 
 async def _direct(config: Any, n: int, adapters: list[str | None]) -> list[list[float]]:
     """One engine (AsyncLLM lives on one event loop), timed per adapter in turn."""
-    from orchestrator.llm import LLMDeployment
+    from orchestrator.backends.llm import LLMDeployment
 
     deployment = LLMDeployment(config.small.engine)  # type: ignore[arg-type]
     try:
@@ -53,7 +53,7 @@ async def _direct(config: Any, n: int, adapters: list[str | None]) -> list[list[
 
 
 async def _time_direct(deployment: Any, n: int, adapter: str | None) -> list[float]:
-    from orchestrator.llm import GenerationRequest
+    from orchestrator.backends.llm import GenerationRequest
 
     samples = []
     for i in range(n + 3):

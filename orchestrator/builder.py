@@ -1,11 +1,30 @@
-"""build_app(config): the only place that binds Spillway's Serve deployments together."""
+"""The one place that assembles Spillway.
+
+- `build_app(config)` binds the Serve deployments: Ingress -> Router, SmallLLM, LargeLLM.
+- `build_replica(config, backends)` makes one ingress replica's objects (one ledger, one stats
+  source, the key table, admission, the query service and the recorder) and hands them to the
+  HTTP layer as `ReplicaParts`; `SpillwayIngress` is the deployment class that does so on
+  each replica.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from fastapi import FastAPI
+
+from orchestrator.api.ingress import IngressReplica
+from orchestrator.api.parts import ReplicaParts
+from orchestrator.backends.handles import handle_backends
+from orchestrator.backends.seam import Backends
 from orchestrator.config import SpillwayConfig, load_config
-from orchestrator.settings import ModelSettings
+from orchestrator.config.settings import ModelSettings
+from orchestrator.dashboard import StatsSource
+from orchestrator.dashboard.stats_tenants import spend_reader
+from orchestrator.ledger import Ledger
+from orchestrator.query.admission import Admission, KeyTable
+from orchestrator.query.recorder import QueryRecorder
+from orchestrator.query.service import QueryService
 
 APP_NAME = "spillway"
 # Serve kills an ingress replica this long after asking it to stop: time for the requests in
@@ -22,8 +41,7 @@ def build_app(config: SpillwayConfig) -> Any:
     """
     from ray import serve
 
-    from orchestrator.ingress import SpillwayIngress
-    from orchestrator.router import RouterDeployment
+    from orchestrator.backends.router import RouterDeployment
 
     logs = serve_logging(config)
     router_settings = config.router
@@ -67,8 +85,8 @@ def _ingress_scaling(config: SpillwayConfig) -> dict[str, Any]:
 
 def _model_deployment(serve: Any, name: str, model: ModelSettings, logs: dict[str, Any]) -> Any:
     """A vLLM engine inside the replica, or a client of a server that runs the model."""
-    from orchestrator.llm import LLMDeployment
-    from orchestrator.remote import RemoteLLMDeployment
+    from orchestrator.backends.llm import LLMDeployment  # imports vLLM: only when building
+    from orchestrator.backends.remote import RemoteLLMDeployment
 
     backend: type = LLMDeployment if model.engine is not None else RemoteLLMDeployment
     backend_config = model.engine if model.engine is not None else model.remote
@@ -101,3 +119,58 @@ def app_builder(args: dict[str, Any]) -> Any:
     if "config" not in args:
         raise ValueError("app_builder needs args.config: the path of a Spillway YAML config")
     return build_app(load_config(args["config"]))
+
+
+def build_replica(config: SpillwayConfig, backends: Backends) -> ReplicaParts:
+    """One ingress replica's objects, with a started ledger that keeps serving through a
+    database outage (rows spool to the state directory until it is back)."""
+    spool = config.ledger.spool_path(config.server.state_dir)  # one per database
+    ledger = Ledger(config.ledger.resolved_url(), spool_path=spool)
+    ledger.start(require_database=False)
+    return assemble_replica(config, backends, ledger)
+
+
+def assemble_replica(config: SpillwayConfig, backends: Backends, ledger: Ledger) -> ReplicaParts:
+    """The replica's objects around a ledger the caller made (tests pass their own)."""
+    stats = StatsSource(config.ledger.resolved_url())
+    admission = Admission(config.tenants, spend_reader(stats))
+    return ReplicaParts(
+        config=config,
+        keys=KeyTable(config.tenant_by_key_digest()),
+        admission=admission,
+        service=QueryService(config, backends),
+        recorder=QueryRecorder(ledger, admission),
+        ledger=ledger,
+        stats=stats,
+    )
+
+
+class SpillwayIngress:
+    """The Serve ingress deployment: one `IngressReplica` over `build_replica`'s parts, with
+    handles to the router and both models.
+
+    `build_app` wraps it with `serve.ingress()` and `serve.deployment`; the FastAPI app is
+    built on the replica (`__serve_build_asgi_app__`), so nothing is pickled but the config.
+    With `server.http_server: ingress` the replica also serves that app over HTTP itself
+    (orchestrator/api/server.py) and Serve's proxy is not started.
+    """
+
+    def __init__(self, config_data: dict[str, Any], router: Any, small: Any, large: Any):
+        config = SpillwayConfig.model_validate(config_data)
+        parts = build_replica(config, handle_backends(router, small, large))
+        self._replica = IngressReplica(parts)
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        """Called by Serve on the replica's event loop, after the constructor."""
+        return self._replica.build_app()
+
+    async def check_health(self) -> None:
+        self._replica.check_health()
+
+    async def __del__(self) -> None:
+        """Serve awaits this when the replica stops (its ingress wrapper awaits an async
+        `__del__` of ours): with our own HTTP server, requests in flight finish and record
+        their rows before the ledger closes."""
+        replica = getattr(self, "_replica", None)
+        if replica is not None:
+            await replica.stop()

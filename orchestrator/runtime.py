@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import SpillwayConfig
-from orchestrator.settings import HTTP_SERVER_INGRESS
+from orchestrator.config.settings import HTTP_SERVER_INGRESS
 
 log = logging.getLogger("spillway")
 

@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.llm import GenerationRequest, GenerationResult, StreamDelta
-from orchestrator.service import Backends
+from orchestrator.backends.llm import GenerationRequest, GenerationResult, StreamDelta
+from orchestrator.backends.seam import Backends
+from orchestrator.backends.types import RouteResult
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
@@ -45,6 +46,19 @@ HANG = "hang"  # a failure plan step: never answer (the caller's timeout must en
 MID_STREAM = "mid_stream"  # streams: one delta, then a failure
 
 
+def route_result(fields: dict[str, Any]) -> RouteResult:
+    """The router deployment's answer from the few fields a test names (label, probability,
+    abstained); the rest as a router that names no runner-up and no artifact version."""
+    return RouteResult(
+        label=fields["label"],
+        probability=float(fields["probability"]),
+        runner_up=fields.get("runner_up"),
+        runner_up_probability=float(fields.get("runner_up_probability", 0.0)),
+        abstained=bool(fields.get("abstained", False)),
+        artifact_version=fields.get("artifact_version", ""),
+    )
+
+
 class FakeModels:
     """Small answers with a fixed per-token probability; large always answers 'big'.
 
@@ -77,9 +91,9 @@ class FakeModels:
         if isinstance(step, BaseException):
             raise step
 
-    async def route(self, text: str) -> dict[str, Any]:
+    async def route(self, text: str) -> RouteResult:
         await self._act(self._step("router"))
-        return self.route_result
+        return route_result(self.route_result)
 
     def _result(self, which: str, request: GenerationRequest) -> GenerationResult:
         self.calls.append((which, request))
@@ -136,16 +150,15 @@ def in_process_app(config: SpillwayConfig, models: Any) -> Iterator[tuple[TestCl
     behind a TestClient; the ledger is closed afterwards."""
     from fastapi.testclient import TestClient
 
-    from orchestrator.gateway import Gateway
-    from orchestrator.ingress import create_app
+    from orchestrator.api.app import create_app
+    from orchestrator.builder import assemble_replica
     from orchestrator.ledger import Ledger
-    from orchestrator.service import QueryService
 
     ledger = Ledger(config.ledger.url)
     ledger.start()
-    gateway = Gateway(config, QueryService(config, models.backends()), ledger)
+    parts = assemble_replica(config, models.backends(), ledger)
     try:
-        with TestClient(create_app(gateway)) as client:
+        with TestClient(create_app(parts)) as client:
             yield client, ledger
     finally:
         ledger.close()

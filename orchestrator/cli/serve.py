@@ -69,7 +69,7 @@ def _check_keys(config: SpillwayConfig) -> None:
 def _check_port_free(host: str, port: int) -> None:
     """Fail before starting Ray when something already listens on host:port; otherwise Serve
     retries the bind (37 s here) and then reports only that a deployment failed."""
-    from orchestrator.replica_http import listening_socket
+    from orchestrator.api.server import listening_socket
 
     try:
         listening_socket(host, port, shared=False).close()

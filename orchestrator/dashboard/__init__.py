@@ -1,7 +1,7 @@
 """The cost and escalation dashboard: a page, JSON stats endpoints, and the rollup tables
 that keep them fast at millions of ledger rows.
 
-    app.include_router(dashboard_router(ledger_url, authorize=gateway.authenticate,
+    app.include_router(dashboard_router(StatsSource(ledger_url), authorize=authenticate,
                                         policy=config.cascade))
 """
 

@@ -9,19 +9,26 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from importlib import resources
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
 from orchestrator.dashboard import stats_daily, stats_hourly, stats_queries
 from orchestrator.dashboard.rollup import TOP_K
-from orchestrator.dashboard.scope import Scope
-from orchestrator.dashboard.source import PolicySource, StatsSource, threshold_lookup
-from orchestrator.errors import Forbidden, InvalidRequest, NotFound
+from orchestrator.dashboard.scope import Scope, ScopeError
+from orchestrator.dashboard.source import (
+    PolicySource,
+    StatsSource,
+    StatsUnavailable,
+    threshold_lookup,
+)
+from orchestrator.errors import Forbidden, InvalidRequest, NotFound, ServiceUnavailable
 
 STATIC_TYPES = {
     "charts.js": "text/javascript; charset=utf-8",
@@ -49,7 +56,20 @@ def scope_of(
     route: str | None = None,
 ) -> Scope:
     """The common filters, as a FastAPI dependency."""
-    return Scope.parse(_time("since", since), _time("until", until), tenant, route)
+    try:
+        return Scope.parse(_time("since", since), _time("until", until), tenant, route)
+    except ScopeError as exc:
+        raise InvalidRequest(exc.message, param=exc.param) from None
+
+
+@contextmanager
+def stats_connection(source: StatsSource) -> Iterator[sa.Connection]:
+    """`source.connect()`, with a database that cannot answer as a 503."""
+    try:
+        with source.connect() as connection:
+            yield connection
+    except StatsUnavailable as exc:
+        raise ServiceUnavailable(exc.message, code=exc.code) from exc
 
 
 Filters = Annotated[Scope, Depends(scope_of)]
@@ -95,7 +115,7 @@ def admin_check(authorize: Callable[[Request], Any]) -> Callable[[Request], Awai
 
 
 def dashboard_router(
-    ledger_url: str,
+    source: StatsSource,
     *,
     authorize: Callable[[Request], Any],
     policy: PolicySource,
@@ -103,7 +123,6 @@ def dashboard_router(
     """Routes: GET /dashboard (the page, no key needed: it holds no data),
     GET /dashboard/static/{name}, and GET /v1/stats/{filters,summary,cost,escalations,
     confidence,whatif,router,latency,expensive,latest-escalations} (admin key)."""
-    source = StatsSource(ledger_url)
     thresholds = threshold_lookup(policy)
     router = APIRouter()
     admin = [Depends(admin_check(authorize))]
@@ -111,32 +130,32 @@ def dashboard_router(
 
     @router.get("/v1/stats/filters", dependencies=admin)
     def filters() -> dict[str, Any]:
-        with source.connect() as connection:
+        with stats_connection(source) as connection:
             return stats_hourly.filter_options(connection)
 
     @router.get("/v1/stats/summary", dependencies=admin)
     def summary(scope: Filters) -> dict[str, Any]:
-        with source.connect() as connection:
+        with stats_connection(source) as connection:
             return stats_hourly.summary(connection, scope)
 
     @router.get("/v1/stats/cost", dependencies=admin)
     def cost(scope: Filters, step: str = "auto") -> dict[str, Any]:
-        with source.connect() as connection:
+        with stats_connection(source) as connection:
             return stats_hourly.cost_series(connection, scope, _step(step))
 
     @router.get("/v1/stats/escalations", dependencies=admin)
     def escalations(scope: Filters, step: str = "auto") -> dict[str, Any]:
-        with source.connect() as connection:
+        with stats_connection(source) as connection:
             return stats_hourly.escalation_series(connection, scope, _step(step))
 
     @router.get("/v1/stats/router", dependencies=admin)
     def router_mix(scope: Filters) -> dict[str, Any]:
-        with source.connect() as connection:
+        with stats_connection(source) as connection:
             return stats_hourly.router_mix(connection, scope)
 
     @router.get("/v1/stats/confidence", dependencies=admin)
     def confidence(scope: Filters) -> dict[str, Any]:
-        with source.connect() as connection:
+        with stats_connection(source) as connection:
             return stats_daily.confidence(connection, scope, thresholds)
 
     @router.get("/v1/stats/whatif", dependencies=admin)
@@ -144,22 +163,22 @@ def dashboard_router(
         if scope.route is None:
             raise InvalidRequest("route: the what-if projection needs a route", param="route")
         chosen = _threshold(threshold)
-        with source.connect() as connection:
+        with stats_connection(source) as connection:
             return stats_daily.what_if(connection, scope, scope.route, chosen, thresholds)
 
     @router.get("/v1/stats/latency", dependencies=admin)
     def latency(scope: Filters) -> dict[str, Any]:
-        with source.connect() as connection:
+        with stats_connection(source) as connection:
             return stats_daily.latency(connection, scope)
 
     @router.get("/v1/stats/expensive", dependencies=admin)
     def expensive(scope: Filters, limit: str = "20") -> dict[str, Any]:
-        with source.connect() as connection:
+        with stats_connection(source) as connection:
             return stats_queries.expensive(connection, scope, _limit(limit))
 
     @router.get("/v1/stats/latest-escalations", dependencies=admin)
     def latest(scope: Filters, limit: str = "20") -> dict[str, Any]:
-        with source.connect() as connection:
+        with stats_connection(source) as connection:
             return stats_queries.latest_escalations(connection, scope, _limit(limit))
 
     return router

@@ -14,8 +14,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator.errors import InvalidRequest
-
 BASE_ROUTE = "base"
 HOUR = timedelta(hours=1)
 
@@ -63,6 +61,15 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.utcoffset() is None else value.astimezone(UTC)
 
 
+class ScopeError(ValueError):
+    """A filter that cannot be used; `param` names it (the HTTP routes make it a 400)."""
+
+    def __init__(self, message: str, *, param: str):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
 @dataclass(frozen=True)
 class Scope:
     """Filters of one stats request. `since` is inclusive, `until` exclusive; None is open."""
@@ -78,7 +85,7 @@ class Scope:
     ) -> Scope:
         since, until = as_utc(since), as_utc(until)
         if since is not None and until is not None and since >= until:
-            raise InvalidRequest("since must be earlier than until", param="since")
+            raise ScopeError("since must be earlier than until", param="since")
         return cls(since, until, tenant or None, route or None)
 
     def snapped(self, unit: str) -> Scope:

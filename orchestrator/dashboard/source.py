@@ -1,5 +1,6 @@
-"""The dashboard's handle on the ledger database: its own engine, read connections that first
-fold SQLite's pending rows into the rollups, and database errors mapped to HTTP errors."""
+"""The dashboard's handle on the ledger database: its own engine, and read connections that
+first fold SQLite's pending rows into the rollups. A database that cannot answer is a
+`StatsUnavailable` (the HTTP routes make it a 503)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from sqlalchemy import event, exc
 from cascade.policy import CascadePolicy
 from orchestrator.dashboard.rollup import hourly_table
 from orchestrator.dashboard.triggers import fold_pending
-from orchestrator.errors import ServiceUnavailable
 from orchestrator.ledger.engine import describe, first_line, is_unavailable, make_engine
 
 PolicyLike: TypeAlias = CascadePolicy | Mapping[str, float]
@@ -32,6 +32,15 @@ def threshold_lookup(policy: PolicySource) -> Callable[[str], float | None]:
         return float(value) if value is not None else None
 
     return lookup
+
+
+class StatsUnavailable(Exception):
+    """The ledger database cannot answer a stats query; `code` says why, for the client."""
+
+    def __init__(self, message: str, *, code: str = "service_unavailable"):
+        super().__init__(message)
+        self.message = message
+        self.code = code
 
 
 class StatsSource:
@@ -54,7 +63,8 @@ class StatsSource:
 
     @contextmanager
     def connect(self) -> Iterator[sa.Connection]:
-        """A read connection over up-to-date rollups; 503 if the database cannot answer."""
+        """A read connection over up-to-date rollups; StatsUnavailable if the database cannot
+        answer."""
         engine = self.engine
         try:
             self._check_schema(engine)
@@ -64,7 +74,7 @@ class StatsSource:
         except exc.DBAPIError as error:
             if not is_unavailable(error):
                 raise
-            raise ServiceUnavailable(
+            raise StatsUnavailable(
                 f"the ledger database at {describe(engine.url)} cannot answer: {first_line(error)}"
             ) from error
 
@@ -72,7 +82,7 @@ class StatsSource:
         if self._checked:
             return
         if not sa.inspect(engine).has_table(hourly_table.name):
-            raise ServiceUnavailable(
+            raise StatsUnavailable(
                 f"the ledger at {describe(engine.url)} has no dashboard rollups yet: run the "
                 "ledger migrations (`spillway ledger migrate`, or start the service once)",
                 code="ledger_not_migrated",

@@ -11,12 +11,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from orchestrator.config.tenants import TenantSettings
 from orchestrator.dashboard.levels import rollup_rows
 from orchestrator.dashboard.rollup import COUNTS_TABLES
 from orchestrator.dashboard.scope import Scope, iso
 from orchestrator.dashboard.source import StatsSource
 from orchestrator.ledger.schema import UTCDateTime, ledger_table
-from orchestrator.settings import TenantSettings
 
 REJECTION_CODES = {"rate_limit_exceeded": "rate_limit", "insufficient_quota": "budget"}
 

@@ -11,11 +11,11 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
+from orchestrator.config.tenants import TenantSettings
 from orchestrator.dashboard import stats_tenants
-from orchestrator.dashboard.api import admin_check
+from orchestrator.dashboard.api import admin_check, stats_connection
 from orchestrator.dashboard.source import StatsSource
-from orchestrator.quota import month_bounds
-from orchestrator.settings import TenantSettings
+from orchestrator.ledger.periods import month_bounds
 
 
 def tenants_router(
@@ -29,7 +29,7 @@ def tenants_router(
     by_name = {t.name: t for t in tenants}
 
     def report(chosen: Sequence[TenantSettings]) -> dict[str, Any]:
-        with source.connect() as connection:
+        with stats_connection(source) as connection:
             return stats_tenants.usage(connection, chosen, month_bounds(now()))
 
     @router.get("/v1/stats/tenants", dependencies=[Depends(admin_check(authorize))])

@@ -115,7 +115,7 @@ def alembic_config() -> Any:
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option("script_location", "orchestrator:migrations")
+    config.set_main_option("script_location", "orchestrator.ledger:migrations")
     return config
 
 

@@ -24,11 +24,12 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from orchestrator.dashboard import StatsSource, dashboard_router, sample
+from orchestrator.config.tenants import TenantSettings
+from orchestrator.dashboard import StatsSource, dashboard_router
 from orchestrator.dashboard.tenants import tenants_router
 from orchestrator.errors import NotFound, SpillwayError, Unauthorized
 from orchestrator.ledger import Ledger
-from orchestrator.settings import TenantSettings
+from tests import dashboard_sample as sample
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -105,7 +106,9 @@ def _app(ledger: Ledger, url: str) -> FastAPI:
             for k, v in row.items()
         }
 
-    app.include_router(dashboard_router(url, authorize=_authorize, policy=sample.THRESHOLDS))
+    app.include_router(
+        dashboard_router(StatsSource(url), authorize=_authorize, policy=sample.THRESHOLDS)
+    )
     app.include_router(tenants_router(StatsSource(url), TENANTS, authorize=_authorize))
     return app
 

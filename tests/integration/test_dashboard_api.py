@@ -13,9 +13,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.testclient import TestClient
 
-from orchestrator.dashboard import dashboard_router, sample
+from orchestrator.dashboard import StatsSource, dashboard_router
 from orchestrator.errors import SpillwayError, Unauthorized
 from orchestrator.ledger import Ledger
+from tests import dashboard_sample as sample
 from tests.postgres import postgres_server  # noqa: F401
 
 DAY = datetime(2025, 3, 1, tzinfo=UTC)
@@ -48,7 +49,9 @@ def make_app(url: str) -> FastAPI:
     async def _error(_: Request, exc: SpillwayError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status)
 
-    app.include_router(dashboard_router(url, authorize=authorize, policy=sample.THRESHOLDS))
+    app.include_router(
+        dashboard_router(StatsSource(url), authorize=authorize, policy=sample.THRESHOLDS)
+    )
     return app
 
 
@@ -336,7 +339,7 @@ def test_async_authorize_is_awaited(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     with Ledger(url):
         pass
-    app.include_router(dashboard_router(url, authorize=tenant_key, policy={"*": 0.5}))
+    app.include_router(dashboard_router(StatsSource(url), authorize=tenant_key, policy={"*": 0.5}))
     with TestClient(app) as test_client:
         assert test_client.get("/v1/stats/summary", headers=USER).status_code == 403
         empty = test_client.get("/v1/stats/summary", headers=ADMIN).json()

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from orchestrator.backends.types import RouteResult
 from orchestrator.config import validate_config_dict
 from orchestrator.ledger import Ledger
-from tests.fakes import CONFIG, FakeModels, in_process_app
+from tests.fakes import CONFIG, FakeModels, in_process_app, route_result
 
 KEY = {"Authorization": "Bearer k"}
 MSG = [{"role": "user", "content": "a question"}]
@@ -32,9 +33,9 @@ class RecordingModels(FakeModels):
         super().__init__(0.95, {"label": "legal", "probability": 0.8, "abstained": False})
         self.routed: list[str] = []
 
-    async def route(self, text: str) -> dict[str, Any]:
+    async def route(self, text: str) -> RouteResult:
         self.routed.append(text)
-        return self.route_result
+        return route_result(self.route_result)
 
 
 @pytest.fixture

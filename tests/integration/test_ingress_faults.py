@@ -13,11 +13,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from orchestrator.api.app import create_app
+from orchestrator.builder import assemble_replica
 from orchestrator.config import validate_config_dict
-from orchestrator.gateway import Gateway
-from orchestrator.ingress import create_app
 from orchestrator.ledger import Ledger
-from orchestrator.service import QueryService
 from tests.fakes import CONFIG, HANG, MID_STREAM, FakeModels
 
 KEY = {"Authorization": "Bearer k"}
@@ -35,8 +34,8 @@ class Rig:
         config = validate_config_dict(data)
         self.ledger = Ledger(config.ledger.url)
         self.ledger.start()
-        self.gateway = Gateway(config, QueryService(config, models.backends()), self.ledger)
-        self.client = TestClient(create_app(self.gateway))
+        self.parts = assemble_replica(config, models.backends(), self.ledger)
+        self.client = TestClient(create_app(self.parts))
 
     def chat(self, model: str = "auto", stream: bool = False) -> Any:
         body = {"model": model, "messages": MSG, "stream": stream}
@@ -176,7 +175,7 @@ def test_stream_large_failure_mid_stream_is_in_band_and_billed(make_rig: Any) ->
 
 
 def test_request_error_is_not_hidden_by_a_fallback(make_rig: Any) -> None:
-    from orchestrator.llm import PromptTooLongError
+    from orchestrator.backends.llm import PromptTooLongError
 
     rig = make_rig(0.95, {"small": [PromptTooLongError("too long", param="messages")]})
     response = rig.chat()

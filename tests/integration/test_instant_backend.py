@@ -13,9 +13,9 @@ import pytest
 
 from bench import instant_backend
 from bench.load_service import instant_models
-from orchestrator.llm import GenerationRequest, UnknownAdapterError
-from orchestrator.remote import RemoteLLMConfig, RemoteLLMDeployment
-from orchestrator.settings import ModelSettings
+from orchestrator.backends.llm import GenerationRequest, UnknownAdapterError
+from orchestrator.backends.remote import RemoteLLMConfig, RemoteLLMDeployment
+from orchestrator.config.settings import ModelSettings
 from tests.e2e.conftest import free_port
 
 pytestmark = pytest.mark.timeout(60)

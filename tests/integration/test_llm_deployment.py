@@ -11,7 +11,7 @@ import pytest
 from jinja2 import TemplateError
 from pydantic import ValidationError
 
-from orchestrator.llm import (
+from orchestrator.backends.llm import (
     ChatMessage,
     GenerationRequest,
     GenerationResult,

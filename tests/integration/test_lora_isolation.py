@@ -14,7 +14,7 @@ import random
 
 import pytest
 
-from orchestrator.llm import GenerationRequest, GenerationResult, LLMDeployment
+from orchestrator.backends.llm import GenerationRequest, GenerationResult, LLMDeployment
 
 pytest_plugins = ["tests.integration.tiny_models"]
 pytestmark = pytest.mark.slow

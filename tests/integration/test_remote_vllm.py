@@ -24,8 +24,8 @@ import httpx
 import psutil
 import pytest
 
-from orchestrator.llm import GenerationRequest, PromptTooLongError, UnknownAdapterError
-from orchestrator.remote import RemoteLLMDeployment
+from orchestrator.backends.llm import GenerationRequest, PromptTooLongError, UnknownAdapterError
+from orchestrator.backends.remote import RemoteLLMDeployment
 
 if TYPE_CHECKING:
     from tests.integration.tiny_models import TinyFamily

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from orchestrator.replica_http import ReplicaHTTPServer, listening_socket
+from orchestrator.api.server import ReplicaHTTPServer, listening_socket
 from tests.e2e.conftest import free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -117,7 +117,7 @@ def test_two_servers_on_one_port_both_answer() -> None:
 
 
 def test_serve_waits_longer_than_the_drain_before_killing_the_replica() -> None:
+    from orchestrator.api.server import DRAIN_S
     from orchestrator.builder import INGRESS_SHUTDOWN_S
-    from orchestrator.replica_http import DRAIN_S
 
     assert INGRESS_SHUTDOWN_S >= DRAIN_S + 10  # Serve's 2-s wait loop, then the ledger's close

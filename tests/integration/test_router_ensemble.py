@@ -219,7 +219,7 @@ def test_an_ensemble_json_from_before_the_gate_loads_with_the_gate_off(
 def test_the_router_deployment_serves_a_gated_ensemble(gated: Path) -> None:
     import asyncio
 
-    from orchestrator.router import RouterDeployment
+    from orchestrator.backends.router import RouterDeployment
 
     deployment = RouterDeployment(str(gated), max_batch_size=8)
 
@@ -251,7 +251,7 @@ def test_compose_refuses_routers_trained_on_other_data(
 def test_the_router_deployment_serves_an_ensemble(ensemble: Path) -> None:
     import asyncio
 
-    from orchestrator.router import RouterDeployment
+    from orchestrator.backends.router import RouterDeployment
 
     # batches of one: int8 activations are quantized per batch, so compare like with like
     deployment = RouterDeployment(str(ensemble), max_batch_size=1)

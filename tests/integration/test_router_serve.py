@@ -57,7 +57,7 @@ def test_swap_artifacts_while_requests_keep_succeeding(
 ) -> None:
     from ray import serve
 
-    from orchestrator.router import RouterDeployment
+    from orchestrator.backends.router import RouterDeployment
 
     first, second, first_version, second_version = artifacts
     deployment = serve.deployment(

@@ -19,11 +19,10 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
+from orchestrator.api.app import create_app
+from orchestrator.builder import assemble_replica
 from orchestrator.config import validate_config_dict
-from orchestrator.gateway import Gateway
-from orchestrator.ingress import create_app
 from orchestrator.ledger import Ledger
-from orchestrator.service import QueryService
 from tests.fakes import CONFIG, FakeModels
 
 KEY = {"Authorization": "Bearer k"}
@@ -43,7 +42,7 @@ def _app(directory: Path) -> tuple[Any, Ledger]:
     models = FakeModels(0.95, {"label": "legal", "probability": 0.8, "abstained": False})
     ledger = Ledger(config.ledger.url)
     ledger.start()
-    return create_app(Gateway(config, QueryService(config, models.backends()), ledger)), ledger
+    return create_app(assemble_replica(config, models.backends(), ledger)), ledger
 
 
 @pytest.fixture(scope="module")

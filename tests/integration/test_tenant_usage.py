@@ -9,12 +9,14 @@ from decimal import Decimal
 
 import pytest
 
-from orchestrator.dashboard import StatsSource, sample
+from orchestrator.config.tenants import TenantSettings
+from orchestrator.dashboard import StatsSource
 from orchestrator.dashboard.stats_tenants import monthly_spend, spend_reader, usage
 from orchestrator.errors import TooManyRequests
 from orchestrator.ledger import Ledger, LedgerRow
-from orchestrator.quota import Admission, month_bounds
-from orchestrator.settings import TenantSettings
+from orchestrator.ledger.periods import month_bounds
+from orchestrator.query.admission import Admission
+from tests import dashboard_sample as sample
 from tests.postgres import database_url
 
 __all__ = ["database_url"]  # fixture used by this module

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, TypeVar
 import pytest
 
 if TYPE_CHECKING:
-    from orchestrator.llm import LLMDeployment
+    from orchestrator.backends.llm import LLMDeployment
 
 T = TypeVar("T")
 
@@ -260,7 +260,7 @@ def tiny_llm(
     tiny_family: TinyFamily, engine_loop: asyncio.AbstractEventLoop
 ) -> Iterator[LLMDeployment]:
     """The real engine on the tiny family; shut down (and checked gone) at session end."""
-    from orchestrator.llm import LLMDeployment
+    from orchestrator.backends.llm import LLMDeployment
 
     use_project_caches()
     llm = LLMDeployment(tiny_engine_config(tiny_family))

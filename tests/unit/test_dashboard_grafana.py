@@ -10,9 +10,9 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from orchestrator.dashboard import sample
 from orchestrator.ledger import LedgerStats
-from orchestrator.metrics import SpillwayMetrics
+from orchestrator.query.metrics import SpillwayMetrics
+from tests import dashboard_sample as sample
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "serve_config" / "grafana-dashboard.json"
 

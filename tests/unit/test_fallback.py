@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
+from orchestrator.backends.llm import UnknownAdapterError
 from orchestrator.config import validate_config_dict
 from orchestrator.errors import NotFound, ServiceUnavailable
-from orchestrator.fallback import BackendUnavailable
-from orchestrator.llm import UnknownAdapterError
-from orchestrator.protocol import ChatCompletionRequest
-from orchestrator.service import QueryService, QueryTrace
+from orchestrator.query.fallback import BackendUnavailable
+from orchestrator.query.request import ChatCompletionRequest
+from orchestrator.query.service import QueryService
+from orchestrator.query.trace import QueryTrace
 from tests.fakes import CONFIG, HANG, MID_STREAM, FakeModels
 
 LEGAL = {"label": "legal", "probability": 0.8, "abstained": False}

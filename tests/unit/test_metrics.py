@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from orchestrator import metrics
-from orchestrator.dashboard import sample
+from orchestrator.query import metrics
 from orchestrator.ledger import LedgerStats
-from orchestrator.metrics import SpillwayMetrics
+from orchestrator.query.metrics import SpillwayMetrics
+from tests import dashboard_sample as sample
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

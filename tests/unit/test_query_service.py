@@ -10,8 +10,9 @@ import pytest
 
 from orchestrator.config import validate_config_dict
 from orchestrator.errors import InvalidRequest, NotFound
-from orchestrator.protocol import ChatCompletionRequest
-from orchestrator.service import QueryService, QueryTrace
+from orchestrator.query.request import ChatCompletionRequest
+from orchestrator.query.service import QueryService
+from orchestrator.query.trace import QueryTrace
 from tests.fakes import CONFIG, FakeModels
 
 

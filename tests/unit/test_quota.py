@@ -8,9 +8,10 @@ from decimal import Decimal
 
 import pytest
 
+from orchestrator.config.tenants import TenantSettings
 from orchestrator.errors import TooManyRequests
-from orchestrator.quota import Admission, TokenBucket, month_bounds
-from orchestrator.settings import TenantSettings
+from orchestrator.ledger.periods import month_bounds
+from orchestrator.query.admission import Admission, TokenBucket
 
 NOW = datetime(2026, 11, 30, 23, 0, tzinfo=UTC)
 

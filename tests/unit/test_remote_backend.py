@@ -14,14 +14,14 @@ from typing import Any
 import httpx
 import pytest
 
-from orchestrator.llm import (
+from orchestrator.backends.llm import (
     ChatMessage,
     GenerationRequest,
     LLMRequestError,
     PromptTooLongError,
     UnknownAdapterError,
 )
-from orchestrator.remote import RemoteLLMDeployment, RemoteLLMError, RemoteTimeoutError
+from orchestrator.backends.remote import RemoteLLMDeployment, RemoteLLMError, RemoteTimeoutError
 
 BASE = "http://models.test:8000/v1"
 CONFIG = {

@@ -7,7 +7,7 @@ import pickle
 import pytest
 from pydantic import ValidationError
 
-from orchestrator.remote import (
+from orchestrator.backends.remote import (
     RemoteLLMConfig,
     RemoteLLMDeployment,
     RemoteLLMError,

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from orchestrator.llm import GenerationRequest, StreamDelta
-from orchestrator.remote import RemoteLLMDeployment, RemoteLLMError, RemoteTimeoutError
+from orchestrator.backends.llm import GenerationRequest, StreamDelta
+from orchestrator.backends.remote import RemoteLLMDeployment, RemoteLLMError, RemoteTimeoutError
 
 BASE = "http://models.test/v1"
 CONFIG = {"base_url": BASE, "served_name": "base-8b", "adapters": ["legal"], "retry_backoff_s": 0}
@@ -101,7 +101,7 @@ def test_usage_on_the_finishing_chunk_is_used_too():
 
 
 def test_a_stream_without_usage_still_ends_with_counted_tokens(caplog):
-    with caplog.at_level(logging.WARNING, logger="orchestrator.remote"):
+    with caplog.at_level(logging.WARNING, logger="orchestrator.backends.remote"):
         deltas = collect(make(lambda r: httpx.Response(200, content=sse(*EVENTS[:-1]))))
     assert deltas[-1].completion_tokens == 3 and "no usage" in caplog.text
 
@@ -172,7 +172,7 @@ def test_health_needs_the_base_model_listed_and_only_warns_about_adapters(caplog
         seen.append(str(request.url))
         return models("base-8b")
 
-    with caplog.at_level(logging.WARNING, logger="orchestrator.remote"):
+    with caplog.at_level(logging.WARNING, logger="orchestrator.backends.remote"):
         health(handler)
     assert seen == [f"{BASE}/models"] and "legal" in caplog.text
     with pytest.raises(RemoteLLMError, match="does not serve 'base-8b'"):

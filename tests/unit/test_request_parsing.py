@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from orchestrator.api.body import parse_chat_request
 from orchestrator.errors import InvalidRequest
-from orchestrator.gateway import parse_chat_request
 
 
 def _body(**fields: object) -> bytes:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.router import RouterDeployment, RouteResult
+from orchestrator.backends.router import RouterDeployment, RouteResult
 from router_training.artifact import ArtifactError
 from router_training.samples import DOMAINS_SAMPLE
 from router_training.train import train_router

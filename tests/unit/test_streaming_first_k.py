@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
+from orchestrator.backends.llm import GenerationRequest, StreamDelta
+from orchestrator.backends.seam import Backends
 from orchestrator.config import validate_config_dict
-from orchestrator.llm import GenerationRequest, StreamDelta
-from orchestrator.protocol import ChatCompletionRequest
-from orchestrator.service import Backends, QueryService, QueryTrace
-from orchestrator.streaming import hold
+from orchestrator.query.request import ChatCompletionRequest
+from orchestrator.query.service import QueryService
+from orchestrator.query.streaming import hold
+from orchestrator.query.trace import QueryTrace
 from tests.fakes import CONFIG, FakeModels
 
 ROUTE = {"label": "legal", "probability": 0.8, "abstained": False}

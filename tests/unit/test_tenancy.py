@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 from orchestrator.config import ConfigError, SpillwayConfig, validate_config_dict
+from orchestrator.config.tenants import TenantSettings
 from orchestrator.errors import NotFound
-from orchestrator.service import QueryService, Target
-from orchestrator.settings import TenantSettings
-from orchestrator.tenancy import AdapterCatalog
+from orchestrator.query.service import QueryService
+from orchestrator.query.target import Target
+from orchestrator.query.tenancy import AdapterCatalog
 from tests.fakes import CONFIG, FakeModels
 
 SECRET = "sk-very-secret-0123456789"

@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 lora_ops = pytest.importorskip("vllm.lora.ops.torch_ops.lora_ops")
 
-from orchestrator import vllm_patches  # noqa: E402
+from orchestrator.backends import vllm_patches  # noqa: E402
 
 SLOTS, RANK, HIDDEN, OUT = 2, 4, 8, 6
 # Token 1 and 3 belong to no adapter; slot 1 is the last slot, the one -1 used to select.

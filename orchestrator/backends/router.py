@@ -15,45 +15,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
 from typing import Any
 
+from orchestrator.backends.types import RouteResult
 from router_training.artifact import LoadedRouter, RoutePrediction, load_router
 
 __all__ = ["RouteResult", "RouterDeployment"]
 
 log = logging.getLogger("spillway.router")
-
-
-@dataclass(frozen=True, slots=True)
-class RouteResult:
-    """A routing decision and the artifact version that made it (recorded in the ledger)."""
-
-    label: str
-    probability: float
-    runner_up: str | None
-    runner_up_probability: float
-    abstained: bool
-    artifact_version: str
-
-    @property
-    def route(self) -> str | None:
-        """The label to route to, or None to use the base model."""
-        return None if self.abstained else self.label
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def of(cls, prediction: RoutePrediction, version: str) -> RouteResult:
-        return cls(
-            label=prediction.label,
-            probability=prediction.probability,
-            runner_up=prediction.runner_up,
-            runner_up_probability=prediction.runner_up_probability,
-            abstained=prediction.abstained,
-            artifact_version=version,
-        )
 
 
 class RouterDeployment:
@@ -116,7 +85,7 @@ class RouterDeployment:
             predictions = router.predict(texts)
         else:
             predictions = await loop.run_in_executor(None, router.predict, texts)
-        return [RouteResult.of(p, router.version) for p in predictions]
+        return [route_result(p, router.version) for p in predictions]
 
 
 def _make_batcher(
@@ -186,3 +155,15 @@ class _MicroBatcher:
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
+
+
+def route_result(prediction: RoutePrediction, version: str) -> RouteResult:
+    """The deployment's answer for one artifact prediction."""
+    return RouteResult(
+        label=prediction.label,
+        probability=prediction.probability,
+        runner_up=prediction.runner_up,
+        runner_up_probability=prediction.runner_up_probability,
+        abstained=prediction.abstained,
+        artifact_version=version,
+    )

@@ -16,16 +16,15 @@ import yaml
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cascade.policy import CascadePolicy, RoutePolicy
-from orchestrator.settings import (
+from orchestrator.config.settings import (
     LedgerSettings,
     LimitSettings,
     ModelSettings,
     RouterSettings,
     ServerSettings,
     Strict,
-    TenantSettings,
 )
-from orchestrator.tenancy import AdapterCatalog, check_tenant_adapters
+from orchestrator.config.tenants import TenantSettings, check_tenant_adapters
 
 __all__ = [
     "ConfigError",
@@ -100,16 +99,6 @@ class SpillwayConfig(Strict):
             raise ConfigError("tenants", [str(exc)]) from None
         by_name = {t.name: t for t in self.tenants}
         return {digest: by_name[name] for name, keys in digests.items() for digest in keys}
-
-    def adapter_catalog(self) -> AdapterCatalog:
-        """Each tenant's usable adapters and label -> adapter resolution."""
-        return AdapterCatalog.build(
-            small=self.small.served_name,
-            large=self.large.served_name,
-            adapters=self.small.adapter_names(),
-            routes=self.router.adapters,
-            tenants=self.tenants,
-        )
 
     def price_table(self) -> dict[str, Decimal]:
         """Prices per million tokens, for display."""

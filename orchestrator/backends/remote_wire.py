@@ -2,7 +2,8 @@
 
 Request messages, answers (``GenerationResult``), SSE streams (``StreamDelta``) and error
 bodies (``LLMRequestError`` subclasses or ``RemoteLLMError``): the parsing and error mapping
-behind ``RemoteLLMDeployment``, without any I/O. ``orchestrator.remote`` re-exports the errors.
+behind ``RemoteLLMDeployment``, without any I/O. ``orchestrator.backends.remote`` re-exports
+the errors.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from orchestrator.llm_types import (
+from orchestrator.backends.types import (
     ChatMessage,
     GenerationResult,
     LLMRequestError,
@@ -34,7 +35,7 @@ __all__ = [
 ]
 
 # The remote backend's logger: its warnings keep the name they had before this module split.
-logger = logging.getLogger("orchestrator.remote")
+logger = logging.getLogger("orchestrator.backends.remote")
 
 _CONTEXT_HINTS = ("context length", "context window", "maximum context", "too many tokens")
 

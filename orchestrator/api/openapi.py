@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.protocol import ChatCompletionRequest, FeedbackRequest
+from orchestrator.query.request import ChatCompletionRequest, FeedbackRequest
 
 REF = "#/components/schemas/{model}"
 SECURITY_SCHEME = "bearerAuth"

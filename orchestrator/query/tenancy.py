@@ -1,5 +1,6 @@
 """Each tenant's adapter catalog: which small-model adapters it may use, and which adapter a
-router label resolves to for it. Pure logic over the config; no I/O.
+router label resolves to for it. Pure logic over the config; no I/O. (The config's own
+validation of tenants' adapters is `orchestrator.config.settings.check_tenant_adapters`.)
 
 An adapter that some tenant lists under `tenants[].adapters` is *private* to that tenant;
 every other adapter of the small model is *shared*. For a router label a tenant gets its own
@@ -13,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from orchestrator.protocol import AUTO_MODEL
-from orchestrator.settings import TenantSettings
+from orchestrator.config import SpillwayConfig
+from orchestrator.config.tenants import TenantSettings
+from orchestrator.query.request import AUTO_MODEL
 
-__all__ = ["AdapterCatalog", "ModelCard", "check_tenant_adapters"]
+__all__ = ["AdapterCatalog", "ModelCard"]
 
 
 @dataclass(frozen=True)
@@ -26,39 +28,6 @@ class ModelCard:
     name: str
     role: str
     parent: str | None = None
-
-
-def check_tenant_adapters(
-    tenants: Sequence[TenantSettings],
-    routes: Mapping[str, str | None],
-    adapters: Iterable[str],
-) -> None:
-    """ValueError naming the field when a tenant lists an adapter the small model lacks, two
-    tenants list the same adapter, or router.adapters maps a label to a private adapter."""
-    known = set(adapters)
-    owner: dict[str, str] = {}
-    for index, tenant in enumerate(tenants):
-        for label, adapter in tenant.adapters.items():
-            where = f"tenants.{index}.adapters.{label}"
-            if adapter not in known:
-                available = ", ".join(sorted(known)) or "none"
-                raise ValueError(
-                    f"{where}: adapter {adapter!r} is not one of the small model's adapters "
-                    f"({available})"
-                )
-            if owner.get(adapter, tenant.name) != tenant.name:
-                raise ValueError(
-                    f"{where}: adapter {adapter!r} is already private to tenant "
-                    f"{owner[adapter]!r}; an adapter belongs to one tenant at most"
-                )
-            owner[adapter] = tenant.name
-    for route, shared in routes.items():
-        if shared is not None and shared in owner:
-            raise ValueError(
-                f"router.adapters.{route}: adapter {shared!r} is private to tenant "
-                f"{owner[shared]!r}; router.adapters may name shared adapters only (give the "
-                f"tenant the label under tenants[].adapters instead)"
-            )
 
 
 @dataclass(frozen=True)
@@ -84,6 +53,17 @@ class AdapterCatalog:
         own = {t.name: dict(t.adapters) for t in tenants}
         private = {adapter for labels in own.values() for adapter in labels.values()}
         return cls(small, large, frozenset(set(adapters) - private), dict(routes), own)
+
+    @classmethod
+    def from_config(cls, config: SpillwayConfig) -> AdapterCatalog:
+        """The catalog of a whole Spillway config."""
+        return cls.build(
+            small=config.small.served_name,
+            large=config.large.served_name,
+            adapters=config.small.adapter_names(),
+            routes=config.router.adapters,
+            tenants=config.tenants,
+        )
 
     def adapters_of(self, tenant: str | None) -> frozenset[str]:
         """The adapters `tenant` may name: the shared ones and its own."""

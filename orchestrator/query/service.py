@@ -1,107 +1,41 @@
 """The path of one query: resolve the target, route, try the small model, decide, escalate.
 
 `QueryService` knows nothing of Ray or HTTP: it talks to the router and the two models
-through the small `Backends` seam, so tests can drive it with in-process objects and the
-ingress with Serve deployment handles.
+through the small `Backends` seam (`orchestrator.backends.seam`), so tests drive it with
+in-process objects and the ingress with Serve deployment handles. What it learns goes into the
+query's `QueryTrace` (trace.py), which becomes the response and the ledger row.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import replace
+from typing import TypeVar
 
 from cascade.policy import Decision, decide
-from cascade.pricing import QueryCost, Usage, query_cost
+from cascade.pricing import Usage, query_cost
+from orchestrator.backends.seam import Backends
+from orchestrator.backends.types import GenerationRequest, GenerationResult, StreamDelta
 from orchestrator.config import SpillwayConfig
 from orchestrator.errors import InvalidRequest, NotFound
-from orchestrator.fallback import (
+from orchestrator.query.fallback import (
     BackendUnavailable,
     both_unavailable,
     call,
     hold_stream,
     open_stream,
 )
-from orchestrator.llm import GenerationRequest, GenerationResult, StreamDelta
-from orchestrator.protocol import AUTO_MODEL, ChatCompletionRequest, SpillwayInfo
-from orchestrator.streaming import HeldStream, pass_through
+from orchestrator.query.request import AUTO_MODEL, ChatCompletionRequest
+from orchestrator.query.streaming import HeldStream, pass_through
+from orchestrator.query.target import Target
+from orchestrator.query.tenancy import AdapterCatalog
+from orchestrator.query.trace import QueryTrace
 
 T = TypeVar("T")
 REASON_REQUESTED_LARGE = "requested_large"
 REASON_SMALL_UNAVAILABLE = "small_unavailable"  # escalated: the small model failed
 REASON_LARGE_UNAVAILABLE = "large_unavailable"  # degraded: the small answer, large failed
-
-
-@dataclass(frozen=True)
-class Backends:
-    """How the service reaches the router and the models (handles, or objects in tests)."""
-
-    route: Callable[[str], Awaitable[Any]]
-    small_generate: Callable[[GenerationRequest], Awaitable[GenerationResult]]
-    small_stream: Callable[[GenerationRequest], AsyncIterator[StreamDelta]]
-    large_generate: Callable[[GenerationRequest], Awaitable[GenerationResult]]
-    large_stream: Callable[[GenerationRequest], AsyncIterator[StreamDelta]]
-    ready: Callable[[], Awaitable[dict[str, Any]]] | None = None
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where a request goes before the cascade: through the router, to the small model
-    (optionally with a named adapter), or straight to the large model."""
-
-    kind: str  # "auto" | "small" | "large"
-    adapter: str | None = None
-
-
-@dataclass
-class QueryTrace:
-    """Everything learned while answering one query; becomes the response and the ledger row."""
-
-    query_id: str
-    tenant: str
-    model_requested: str
-    stream: bool
-    started: float = field(default_factory=time.perf_counter)
-    route: str | None = None
-    route_probability: float | None = None
-    router_version: str | None = None
-    adapter: str | None = None
-    decision: Decision | None = None
-    escalated: bool = False
-    reason: str = ""
-    answered_by: str = ""
-    small_usage: Usage | None = None
-    large_usage: Usage | None = None
-    latency_ms: dict[str, float] = field(default_factory=dict)
-    cost: QueryCost | None = None
-    degraded: bool = False  # a low-confidence small answer returned because large failed
-    faults: list[str] = field(default_factory=list)  # stages that failed: router/small/large
-
-    def info(self) -> SpillwayInfo:
-        cost = self.cost
-        return SpillwayInfo(
-            query_id=self.query_id,
-            route=self.route,
-            route_probability=self.route_probability,
-            router_version=self.router_version,
-            adapter=self.adapter,
-            answered_by=self.answered_by,
-            confidence=self.decision.confidence if self.decision else None,
-            confidence_signal=self.decision.signal if self.decision else None,
-            threshold=self.decision.threshold if self.decision else None,
-            escalated=self.escalated,
-            reason=self.reason,
-            cost_usd=str(cost.total) if cost else "0",
-            baseline_cost_usd=str(cost.baseline) if cost else "0",
-            degraded=self.degraded,
-            faults=list(self.faults),
-        )
-
-
-def new_query_id() -> str:
-    return "q-" + uuid.uuid4().hex
 
 
 class QueryService:
@@ -110,7 +44,7 @@ class QueryService:
         self.backends = backends
         self._small_name = config.small.served_name
         self._large_name = config.large.served_name
-        self.catalog = config.adapter_catalog()  # who may use which adapter (tenancy.py)
+        self.catalog = AdapterCatalog.from_config(config)  # who may use which adapter (tenancy.py)
 
     # ----- request preparation -------------------------------------------------------------
     def resolve_target(self, model: str, tenant: str | None = None) -> Target:
@@ -171,12 +105,11 @@ class QueryService:
             return
         finally:
             trace.latency_ms["router"] = _ms_since(started)
-        label, probability = _get(result, "label"), float(_get(result, "probability"))
-        trace.route, trace.route_probability = label, probability
-        trace.router_version = _get(result, "artifact_version", None)
-        confident = not _get(result, "abstained", False)
-        if confident and probability >= self._config.router.min_probability:
-            trace.adapter = self.catalog.adapter_for_label(trace.tenant, label)
+        trace.route, trace.route_probability = result.label, result.probability
+        trace.router_version = result.artifact_version or None
+        confident = not result.abstained
+        if confident and result.probability >= self._config.router.min_probability:
+            trace.adapter = self.catalog.adapter_for_label(trace.tenant, result.label)
 
     async def prepare(
         self, request: ChatCompletionRequest, trace: QueryTrace
@@ -268,7 +201,7 @@ class QueryService:
 
         The small model's tokens are held until the cascade has decided, on the whole answer
         or on the route's first `stream_decide_after_tokens` (then the rest of an accepted
-        answer is passed through live: `orchestrator.streaming`), so request errors and the
+        answer is passed through live: `orchestrator.query.streaming`), so request errors and the
         decision are known before the first byte goes out. Fallbacks (small -> large, large ->
         the small answer flagged degraded) are decided before the first byte too: an escalated
         query's large stream is awaited to its first delta while the small stream stays open,
@@ -374,12 +307,6 @@ def routing_text(request: ChatCompletionRequest) -> str:
 
 def _with_adapter(gen: GenerationRequest, adapter: str | None) -> GenerationRequest:
     return replace(gen, adapter=adapter)
-
-
-def _get(result: Any, name: str, default: Any = ...) -> Any:
-    if isinstance(result, dict):
-        return result[name] if default is ... else result.get(name, default)
-    return getattr(result, name) if default is ... else getattr(result, name, default)
 
 
 def _ms_since(started: float) -> float:

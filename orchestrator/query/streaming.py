@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cascade.pricing import Usage
-from orchestrator.llm import StreamDelta
+from orchestrator.backends.llm import StreamDelta
 
 __all__ = ["HeldStream", "close_stream", "hold", "pass_through"]
 

@@ -22,7 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from orchestrator.ledger import LedgerRow
+from orchestrator.ledger import LedgerRow, LedgerStats
 
 __all__ = ["SpillwayMetrics", "observe_ledger", "observe_query", "render_metrics"]
 
@@ -136,7 +136,7 @@ class SpillwayMetrics:
         if row.route is not None and row.route_probability is not None:
             self.router_probability.labels(row.route).observe(row.route_probability)
 
-    def observe_ledger(self, stats: Any) -> None:
+    def observe_ledger(self, stats: LedgerStats) -> None:
         """Remember the ledger's `LedgerStats` (a snapshot; the latest one is exposed)."""
         self._ledger.stats = stats
 
@@ -161,7 +161,7 @@ def observe_query(row: LedgerRow) -> None:
     default_metrics().observe_query(row)
 
 
-def observe_ledger(stats: Any) -> None:
+def observe_ledger(stats: LedgerStats) -> None:
     """Expose the ledger writer's counters (pass `ledger.stats`)."""
     default_metrics().observe_ledger(stats)
 

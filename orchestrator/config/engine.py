@@ -1,6 +1,6 @@
 """How to build one vLLM engine: ``VLLMEngineConfig`` and the ``AsyncEngineArgs`` it makes.
 
-No vLLM import: the serve config validates these without loading vLLM. ``orchestrator.llm``
+No vLLM import: the serve config validates these without loading vLLM. ``orchestrator.backends.llm``
 re-exports ``VLLMEngineConfig`` and ``engine_kwargs``.
 """
 

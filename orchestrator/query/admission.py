@@ -1,4 +1,5 @@
-"""Per-tenant admission of chat requests: a request rate limit and a monthly budget.
+"""Admission of requests: the caller's API key names its tenant (`KeyTable`); a tenant's chat
+requests are then held to a request rate limit and a monthly budget (`Admission`).
 
 Both are checked after authentication and before the request body is read, so a refused
 request runs no model; it still gets its ledger row (status 429) like every request.
@@ -15,6 +16,7 @@ request runs no model; it still gets its ledger row (status 429) like every requ
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import time
@@ -22,23 +24,35 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from orchestrator.errors import TooManyRequests
-from orchestrator.settings import TenantSettings
+from orchestrator.config.tenants import TenantSettings
+from orchestrator.errors import TooManyRequests, Unauthorized
+from orchestrator.ledger.periods import month_bounds
 
-__all__ = ["Admission", "SpendReader", "TokenBucket", "month_bounds"]
+__all__ = ["Admission", "KeyTable", "SpendReader", "TokenBucket"]
 
-log = logging.getLogger("spillway.quota")
+log = logging.getLogger("spillway.admission")
 SpendReader = Callable[[datetime], Mapping[str, Decimal]]
 """month start (UTC) -> {tenant: cost in USD since then}, from the ledger."""
 REFRESH_S = 10.0
 
 
-def month_bounds(now: datetime) -> tuple[datetime, datetime]:
-    """Start of `now`'s calendar month (UTC) and of the next one."""
-    start = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    if start.month == 12:
-        return start, start.replace(year=start.year + 1, month=1)
-    return start, start.replace(month=start.month + 1)
+class KeyTable:
+    """API key -> tenant. Only SHA-256 digests of the keys are held (see config.tenants)."""
+
+    def __init__(self, tenants_by_digest: Mapping[str, TenantSettings]):
+        self._tenants = dict(tenants_by_digest)
+
+    def tenant(self, key: str) -> TenantSettings:
+        """The key's tenant; 401 for an empty or unknown key (the key is never echoed)."""
+        if not key.strip():
+            raise Unauthorized(
+                "Missing API key: send it as 'Authorization: Bearer <key>'.",
+                code="missing_api_key",
+            )
+        tenant = self._tenants.get(hashlib.sha256(key.strip().encode()).hexdigest())
+        if tenant is None:
+            raise Unauthorized("Incorrect API key provided.")
+        return tenant
 
 
 class TokenBucket:

@@ -1,8 +1,8 @@
-"""Request and response shapes: OpenAI's chat completion API plus Spillway's extension."""
+"""What a client asks: OpenAI's chat completion request (the subset Spillway honours) and
+Spillway's feedback request, validated by pydantic (every failure names the field)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -163,99 +163,3 @@ class FeedbackRequest(BaseModel):
         if self.correct is not None:
             return 1.0 if self.correct else 0.0
         raise ValueError("send a score (0 to 1) or correct (true/false)")
-
-
-class SpillwayInfo(BaseModel):
-    """Which model answered and why; added to every response as `spillway`."""
-
-    query_id: str
-    route: str | None
-    route_probability: float | None
-    router_version: str | None = None
-    adapter: str | None
-    answered_by: str
-    confidence: float | None
-    confidence_signal: str | None = None
-    threshold: float | None = None
-    escalated: bool
-    reason: str
-    cost_usd: str
-    baseline_cost_usd: str
-    degraded: bool = False  # the small answer, returned because the large model failed
-    faults: list[str] = []  # deployments that failed for this query: router, small, large
-
-    def headers(self) -> dict[str, str]:
-        """The same facts as `x-spillway-*` response headers."""
-        values: dict[str, Any] = {
-            "query-id": self.query_id,
-            "route": self.route or "",
-            "route-probability": _fmt(self.route_probability),
-            "adapter": self.adapter or "",
-            "answered-by": self.answered_by,
-            "confidence": _fmt(self.confidence),
-            "escalated": str(self.escalated).lower(),
-            "reason": self.reason,
-            "cost-usd": self.cost_usd,
-            "degraded": str(self.degraded).lower(),
-            "faults": ",".join(self.faults),
-        }
-        return {f"x-spillway-{key}": str(value) for key, value in values.items()}
-
-
-def _fmt(value: float | None) -> str:
-    return "" if value is None else f"{value:.6f}"
-
-
-def completion_body(
-    *,
-    completion_id: str,
-    model: str,
-    text: str,
-    finish_reason: str,
-    prompt_tokens: int,
-    completion_tokens: int,
-    info: SpillwayInfo,
-) -> dict[str, Any]:
-    """A non-streaming chat.completion object."""
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": finish_reason,
-                "logprobs": None,
-            }
-        ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
-        "spillway": info.model_dump(),
-    }
-
-
-def chunk_body(
-    *,
-    completion_id: str,
-    model: str,
-    created: int,
-    delta: dict[str, Any],
-    finish_reason: str | None = None,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """One chat.completion.chunk object of a stream."""
-    body: dict[str, Any] = {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
-    }
-    if extra:
-        body.update(extra)
-    return body

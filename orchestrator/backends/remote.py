@@ -12,7 +12,8 @@ Errors: the server's 4xx answers about the request become ``LLMRequestError`` su
 Connect errors, 429 and 5xx are retried with exponential backoff, for streams only before the
 first byte arrives: nothing has reached the caller then.
 
-The wire format (answers, SSE streams, error bodies) is parsed in ``orchestrator.remote_wire``.
+The wire format (answers, SSE streams, error bodies) is parsed in
+``orchestrator.backends.remote_wire``.
 
 Unlike ``LLMDeployment`` this backend does not count prompt tokens (it has no tokenizer);
 a prompt alone longer than the server's context is the server's 400, which becomes
@@ -30,16 +31,8 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from orchestrator.llm_types import (
-    GenerationRequest,
-    GenerationResult,
-    PromptTooLongError,
-    StreamDelta,
-    UnknownAdapterError,
-)
-from orchestrator.remote_wire import (
+from orchestrator.backends.remote_wire import (
     RemoteLLMError,
     RemoteTimeoutError,
     chat_message,
@@ -48,64 +41,20 @@ from orchestrator.remote_wire import (
     parse_result,
     parse_stream,
 )
+from orchestrator.backends.types import (
+    GenerationRequest,
+    GenerationResult,
+    PromptTooLongError,
+    StreamDelta,
+    UnknownAdapterError,
+)
+from orchestrator.config.remote import RemoteLLMConfig
 
 __all__ = ["RemoteLLMConfig", "RemoteLLMDeployment", "RemoteLLMError", "RemoteTimeoutError"]
 
 logger = logging.getLogger(__name__)
 
 _RETRY_TRANSPORT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError)
-
-
-class RemoteLLMConfig(BaseModel):
-    """How to reach one model on an OpenAI-compatible server. Unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    base_url: str = Field(
-        description="The server's OpenAI API root, ending in /v1, e.g. http://vllm-small:8000/v1."
-    )
-    served_name: str = Field(min_length=1, description="Remote model name of the base model.")
-    adapters: list[str] = Field(
-        default_factory=list,
-        description="Adapters the server serves as model names (vLLM: --lora-modules NAME=PATH).",
-    )
-    api_key_env: str | None = Field(
-        None, description="Environment variable holding the server's API key; None: no key."
-    )
-    timeout_s: float = Field(
-        120.0,
-        gt=0,
-        description="Longest wait for the server's next bytes (a whole answer "
-        "when not streaming), in seconds.",
-    )
-    connect_timeout_s: float = Field(5.0, gt=0, description="Connection timeout, in seconds.")
-    max_retries: int = Field(
-        2, ge=0, description="Retries after connect errors, 429 and 5xx (streams: before data)."
-    )
-    retry_backoff_s: float = Field(
-        0.5, ge=0, description="First retry delay in seconds; doubles per retry, with jitter."
-    )
-    max_connections: int = Field(64, ge=1, description="Open connections to the server, max.")
-    max_model_len: int | None = Field(
-        None, ge=16, description="The server's context length, for describe(); None: unknown."
-    )
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, url: str) -> str:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url {url!r} must start with http:// or https://")
-        return url.rstrip("/")
-
-    @model_validator(mode="after")
-    def _names(self) -> RemoteLLMConfig:
-        if any(not name.strip() for name in self.adapters):
-            raise ValueError("adapter names must be non-empty")
-        if len(set(self.adapters)) != len(self.adapters):
-            raise ValueError("adapter names must be unique")
-        if self.served_name in self.adapters:
-            raise ValueError(f"adapter {self.served_name!r} equals served_name: rename it")
-        return self
 
 
 class RemoteLLMDeployment:

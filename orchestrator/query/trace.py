@@ -1,0 +1,163 @@
+"""`QueryTrace`: everything learned while answering one query, and its two mappings, defined
+here once: to the response's `spillway` object and headers (`info`), and to the query's ledger
+row (`ledger_row`). A new field of the trace is added to both here."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel
+
+from cascade.policy import Decision
+from cascade.pricing import QueryCost, Usage
+from orchestrator.errors import SpillwayError
+from orchestrator.ledger import LedgerRow
+
+__all__ = ["QueryTrace", "SpillwayInfo", "new_query_id"]
+
+
+class SpillwayInfo(BaseModel):
+    """Which model answered and why; added to every response as `spillway`."""
+
+    query_id: str
+    route: str | None
+    route_probability: float | None
+    router_version: str | None = None
+    adapter: str | None
+    answered_by: str
+    confidence: float | None
+    confidence_signal: str | None = None
+    threshold: float | None = None
+    escalated: bool
+    reason: str
+    cost_usd: str
+    baseline_cost_usd: str
+    degraded: bool = False  # the small answer, returned because the large model failed
+    faults: list[str] = []  # deployments that failed for this query: router, small, large
+
+    def headers(self) -> dict[str, str]:
+        """The same facts as `x-spillway-*` response headers."""
+        values: dict[str, Any] = {
+            "query-id": self.query_id,
+            "route": self.route or "",
+            "route-probability": _fmt(self.route_probability),
+            "adapter": self.adapter or "",
+            "answered-by": self.answered_by,
+            "confidence": _fmt(self.confidence),
+            "escalated": str(self.escalated).lower(),
+            "reason": self.reason,
+            "cost-usd": self.cost_usd,
+            "degraded": str(self.degraded).lower(),
+            "faults": ",".join(self.faults),
+        }
+        return {f"x-spillway-{key}": str(value) for key, value in values.items()}
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.6f}"
+
+
+def new_query_id() -> str:
+    return "q-" + uuid.uuid4().hex
+
+
+@dataclass
+class QueryTrace:
+    """Everything learned while answering one query; becomes the response and the ledger row."""
+
+    query_id: str
+    tenant: str
+    model_requested: str
+    stream: bool
+    started: float = field(default_factory=time.perf_counter)
+    route: str | None = None
+    route_probability: float | None = None
+    router_version: str | None = None
+    adapter: str | None = None
+    decision: Decision | None = None
+    escalated: bool = False
+    reason: str = ""
+    answered_by: str = ""
+    small_usage: Usage | None = None
+    large_usage: Usage | None = None
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    cost: QueryCost | None = None
+    degraded: bool = False  # a low-confidence small answer returned because large failed
+    faults: list[str] = field(default_factory=list)  # stages that failed: router/small/large
+
+    def info(self) -> SpillwayInfo:
+        """The response's `spillway` object (and, through it, the `x-spillway-*` headers)."""
+        cost, decision = self.cost, self.decision
+        return SpillwayInfo(
+            query_id=self.query_id,
+            route=self.route,
+            route_probability=self.route_probability,
+            router_version=self.router_version,
+            adapter=self.adapter,
+            answered_by=self.answered_by,
+            confidence=decision.confidence if decision else None,
+            confidence_signal=decision.signal if decision else None,
+            threshold=decision.threshold if decision else None,
+            escalated=self.escalated,
+            reason=self.reason,
+            cost_usd=str(cost.total) if cost else "0",
+            baseline_cost_usd=str(cost.baseline) if cost else "0",
+            degraded=self.degraded,
+            faults=list(self.faults),
+        )
+
+    def ledger_row(self, *, status: int, error: SpillwayError | None = None) -> LedgerRow:
+        """The query's one ledger row, answered (`error` None) or failed."""
+        decision = self.decision
+        return LedgerRow(
+            query_id=self.query_id,
+            created_at=datetime.now(UTC),
+            tenant=self.tenant,
+            status="ok" if error is None else "error",
+            http_status=status,
+            error_type=error.code if error else None,
+            error_message=error.message if error else None,
+            model_requested=self.model_requested,
+            stream=self.stream,
+            route=self.route,
+            route_probability=self.route_probability,
+            router_version=self.router_version,
+            adapter=self.adapter,
+            answered_by=self.answered_by or None,
+            confidence=decision.confidence if decision else None,
+            confidence_signal=decision.signal if decision else None,
+            threshold=decision.threshold if decision else None,
+            escalated=self.escalated,
+            escalation_reason=self.reason if self.escalated else None,
+            **self._usage_columns(),
+            **self._cost_columns(),
+            latency_router_ms=self.latency_ms.get("router"),
+            latency_small_ms=self.latency_ms.get("small"),
+            latency_large_ms=self.latency_ms.get("large"),
+            latency_total_ms=self.latency_ms.get("total"),
+            degraded=self.degraded,
+            faults=",".join(self.faults) or None,
+        )
+
+    def _usage_columns(self) -> dict[str, int]:
+        small, large = self.small_usage, self.large_usage
+        return {
+            "small_prompt_tokens": small.prompt_tokens if small else 0,
+            "small_completion_tokens": small.completion_tokens if small else 0,
+            "large_prompt_tokens": large.prompt_tokens if large else 0,
+            "large_completion_tokens": large.completion_tokens if large else 0,
+        }
+
+    def _cost_columns(self) -> dict[str, Decimal]:
+        cost, zero = self.cost, Decimal(0)
+        return {
+            "cost_small_usd": cost.small if cost else zero,
+            "cost_large_usd": cost.large if cost else zero,
+            "cost_usd": cost.total if cost else zero,
+            "baseline_cost_usd": cost.baseline if cost else zero,
+        }
