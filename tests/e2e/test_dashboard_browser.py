@@ -29,6 +29,7 @@ from orchestrator.dashboard import StatsSource, dashboard_router
 from orchestrator.dashboard.tenants import tenants_router
 from orchestrator.errors import NotFound, SpillwayError, Unauthorized
 from orchestrator.ledger import Ledger
+from orchestrator.ledger.periods import month_bounds
 from tests import dashboard_sample as sample
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -163,6 +164,21 @@ def _text(page: Any, selector: str, expected: str) -> None:
     sync_api.expect(page.locator(selector)).to_have_text(expected, timeout=15_000)
 
 
+def _acme_spend_this_month(now: datetime) -> Decimal:
+    """acme's cost in the seeded rows that fall in `now`'s calendar month (UTC): the sample's
+    two days straddle a month's start on the first two days of every month."""
+    first_day = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
+    month_start, _ = month_bounds(now)
+    return sum(
+        (
+            r.cost_usd
+            for r in sample.rows(first_day)
+            if r.tenant == "acme" and r.created_at >= month_start
+        ),
+        Decimal(0),
+    )
+
+
 def test_dashboard_in_chromium(server: str, page: Any) -> None:
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -195,12 +211,12 @@ def test_dashboard_in_chromium(server: str, page: Any) -> None:
     _text(page, "#w-projected-rate", "83.3%")  # 5 of math's 6 queries
     _text(page, "#w-projected-cost", "$0.1420")
 
-    this_month = (datetime.now(UTC) - timedelta(days=2)).day < datetime.now(UTC).day
+    spent = _acme_spend_this_month(datetime.now(UTC))  # $0.0790 when both days are this month
     acme = "#tenants-table tbody tr:first-child"
     _text(page, f"{acme} td:first-child", "acme")
     _text(page, f"{acme} td:nth-child(3)", "$1.00")
-    _text(page, f"{acme} td:nth-child(4)", "$0.0790" if this_month else "$0.0000")
-    _text(page, f"{acme} td:nth-child(5)", "7.9%" if this_month else "0.0%")
+    _text(page, f"{acme} td:nth-child(4)", f"${spent:.4f}")
+    _text(page, f"{acme} td:nth-child(5)", f"{spent / Decimal('1.00'):.1%}")
     _text(page, "#tenants-table tbody tr:nth-child(2) td:nth-child(2)", "60")
 
     page.click("#expensive-table a[data-query=q-a2]")

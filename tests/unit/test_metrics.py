@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from orchestrator.query import metrics
 from orchestrator.ledger import LedgerStats
+from orchestrator.query import metrics
 from orchestrator.query.metrics import SpillwayMetrics
 from tests import dashboard_sample as sample
 
