@@ -20,7 +20,6 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
 from orchestrator.dashboard import stats_daily, stats_hourly, stats_queries
-from orchestrator.dashboard.rollup import TOP_K
 from orchestrator.dashboard.scope import Scope, ScopeError
 from orchestrator.dashboard.source import (
     PolicySource,
@@ -29,6 +28,7 @@ from orchestrator.dashboard.source import (
     threshold_lookup,
 )
 from orchestrator.errors import Forbidden, InvalidRequest, NotFound, ServiceUnavailable
+from orchestrator.ledger.rollup import TOP_K
 
 STATIC_TYPES = {
     "charts.js": "text/javascript; charset=utf-8",

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc
 
 from cascade.policy import CascadePolicy
-from orchestrator.dashboard.rollup import hourly_table
-from orchestrator.dashboard.triggers import fold_pending
 from orchestrator.ledger.engine import describe, first_line, is_unavailable, make_engine
+from orchestrator.ledger.rollup import hourly_table
+from orchestrator.ledger.triggers import fold_pending
 
 PolicyLike: TypeAlias = CascadePolicy | Mapping[str, float]
 PolicySource: TypeAlias = PolicyLike | Callable[[], PolicyLike]

@@ -11,16 +11,16 @@ import sqlalchemy as sa
 
 from orchestrator.dashboard.histogram import percentiles
 from orchestrator.dashboard.levels import rollup_rows
-from orchestrator.dashboard.rollup import (
+from orchestrator.dashboard.scope import Scope
+from orchestrator.dashboard.stats_hourly import counts, escalated_count, money, ratio
+from orchestrator.dashboard.whatif import Fixed, RouteBins, curve, project
+from orchestrator.ledger.rollup import (
     CONFIDENCE_BINS,
     CONFIDENCE_TABLES,
     LATENCY_TABLES,
     STAGES,
     latency_bin_bounds,
 )
-from orchestrator.dashboard.scope import Scope
-from orchestrator.dashboard.stats_hourly import counts, escalated_count, money, ratio
-from orchestrator.dashboard.whatif import Fixed, RouteBins, curve, project
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 Thresholds = Callable[[str], float | None]

@@ -11,8 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from orchestrator.dashboard.levels import rollup_rows
-from orchestrator.dashboard.rollup import COUNTS_TABLES, hourly_table
 from orchestrator.dashboard.scope import HOUR, Scope, floor_unit, iso, route_key
+from orchestrator.ledger.rollup import COUNTS_TABLES, hourly_table
 
 AUTO_STEP_MAX_SPAN = timedelta(days=3)
 TOKEN_SUMS = ("small_prompt", "small_completion", "large_prompt", "large_completion")

@@ -12,10 +12,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator.dashboard.rollup import hourly_table as H
-from orchestrator.dashboard.rollup import top_table as T
 from orchestrator.dashboard.scope import BASE_ROUTE, HOUR, Scope, iso
 from orchestrator.dashboard.stats_hourly import money
+from orchestrator.ledger.rollup import hourly_table as H
+from orchestrator.ledger.rollup import top_table as T
 from orchestrator.ledger.schema import ledger_table as LEDGER
 
 LIST_COLUMNS = (

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 
 from orchestrator.config.tenants import TenantSettings
 from orchestrator.dashboard.levels import rollup_rows
-from orchestrator.dashboard.rollup import COUNTS_TABLES
 from orchestrator.dashboard.scope import Scope, iso
 from orchestrator.dashboard.source import StatsSource
+from orchestrator.ledger.rollup import COUNTS_TABLES
 from orchestrator.ledger.schema import UTCDateTime, ledger_table
 
 REJECTION_CODES = {"rate_limit_exceeded": "rate_limit", "insufficient_quota": "budget"}

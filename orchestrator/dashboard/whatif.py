@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from orchestrator.dashboard.rollup import CONFIDENCE_BINS
+from orchestrator.ledger.rollup import CONFIDENCE_BINS
 
 
 @dataclass

@@ -14,7 +14,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from orchestrator.dashboard.rollup import (
+from orchestrator.ledger import Ledger, LedgerRow
+from orchestrator.ledger.engine import make_engine
+from orchestrator.ledger.reader import insert_feedback
+from orchestrator.ledger.rollup import (
     STAGES,
     TOP_K,
     confidence_bin,
@@ -22,10 +25,7 @@ from orchestrator.dashboard.rollup import (
     metadata,
     top_table,
 )
-from orchestrator.dashboard.triggers import fold_pending, triggers_present
-from orchestrator.ledger import Ledger, LedgerRow
-from orchestrator.ledger.engine import make_engine
-from orchestrator.ledger.reader import insert_feedback
+from orchestrator.ledger.triggers import fold_pending, triggers_present
 from tests.postgres import postgres_server  # noqa: F401
 
 START = datetime(2025, 5, 1, 22, tzinfo=UTC)

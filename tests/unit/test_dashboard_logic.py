@@ -12,16 +12,16 @@ import sqlalchemy as sa
 from cascade.policy import CascadePolicy, RoutePolicy
 from orchestrator.dashboard.histogram import percentile, percentiles
 from orchestrator.dashboard.levels import pieces
-from orchestrator.dashboard.rollup import (
+from orchestrator.dashboard.scope import Scope, ScopeError
+from orchestrator.dashboard.source import threshold_lookup
+from orchestrator.dashboard.whatif import Fixed, RouteBins, project, threshold_bin
+from orchestrator.ledger.rollup import (
     LATENCY_EDGES,
     confidence_bin,
     latency_bin,
     latency_bin_bounds,
 )
-from orchestrator.dashboard.rollup_sql import Dialect
-from orchestrator.dashboard.scope import Scope, ScopeError
-from orchestrator.dashboard.source import threshold_lookup
-from orchestrator.dashboard.whatif import Fixed, RouteBins, project, threshold_bin
+from orchestrator.ledger.rollup_sql import Dialect
 
 
 def unit_bounds(b: int) -> tuple[float, float]:

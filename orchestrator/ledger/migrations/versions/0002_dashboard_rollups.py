@@ -4,7 +4,7 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2025-01-02
 
-See orchestrator/dashboard/rollup.py (the tables), rollup_sql.py (what the triggers run) and
+See orchestrator/ledger/rollup.py (the tables), rollup_sql.py (what the triggers run) and
 triggers.py (how each backend runs it). On PostgreSQL, CREATE TRIGGER locks `ledger` against
 writes until this migration commits, so no row inserted meanwhile is missed or counted twice.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from orchestrator.dashboard import triggers
+from orchestrator.ledger import triggers
 
 revision = "0002"
 down_revision = "0001"

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from orchestrator.dashboard.rollup import (
+from orchestrator.ledger.rollup import (
     CONFIDENCE_TABLES,
     COUNTS_TABLES,
     LATENCY_TABLES,
     metadata,
 )
-from orchestrator.dashboard.rollup_sql import (
+from orchestrator.ledger.rollup_sql import (
     PENDING,
     SOURCE_COLUMNS,
     Dialect,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from orchestrator.dashboard.rollup import (
+from orchestrator.ledger.rollup import (
     BIN_EPSILON,
     CONFIDENCE_BINS,
     CONFIDENCE_TABLES,
