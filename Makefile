@@ -28,7 +28,10 @@ models: install
 serve: models
 	$(BIN)/spillway serve --config $(CONFIG)
 
+# The import contracts (pyproject.toml, docs/architecture.md) first: seconds, and a broken room
+# fails before the long suite starts.
 test: models
+	$(BIN)/lint-imports --no-logo
 	$(BIN)/pytest
 
 test-fast: install
@@ -36,7 +39,9 @@ test-fast: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 
 bench: models
 	$(BIN)/python bench/overhead.py

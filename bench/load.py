@@ -15,11 +15,7 @@ With --rate the load is open-loop instead: requests arrive at that rate (Poisson
 answers do, the way independent users send them, so latency is measured at a known throughput
 below saturation rather than with every engine's queue full. --requests-csv writes one line per
 request (when sent, latency, backend and ingress times) to see when slow requests happened.
-
-    python bench/load.py --duration 330 --concurrency 8 --json-out bench/results/load.json
-    python bench/load.py --duration 330 --rate 4 --concurrency 16 --requests-csv requests.csv
-    python bench/load.py --url http://127.0.0.1:8000 --ledger .spillway/ledger.db
-    python bench/load.py --backend instant --duration 330 --rate 20 --http-server serve_proxy
+The commands behind each result are in BENCHMARKS.md ("Sustained load"); `--help` lists options.
 """
 
 from __future__ import annotations
@@ -80,14 +76,13 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[rank - 1]
 
 
+def _chat_body(prompt: str) -> dict[str, Any]:
+    return {"model": "auto", "messages": [{"role": "user", "content": prompt}], "max_tokens": 8}
+
+
 async def _send(client: httpx.AsyncClient, i: int, result: LoadResult) -> None:
     """One chat completion (prompt `i` of PROMPTS, cycling), recorded in `result`."""
-    body = {
-        "model": "auto",
-        "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
-        "max_tokens": 8,
-        "temperature": 0,
-    }
+    body = {**_chat_body(PROMPTS[i % len(PROMPTS)]), "temperature": 0}
     sent_at, started = time.monotonic(), time.perf_counter()
     try:
         response = await client.post("/v1/chat/completions", json=body)
@@ -170,13 +165,8 @@ async def warm_up(base_url: str, api_key: str, *, deadline_s: float = 600.0) -> 
         while answered < len(PROMPTS):
             if time.monotonic() > stop_at:
                 raise TimeoutError(f"no warm service after {deadline_s:.0f} s ({sent} requests)")
-            body = {
-                "model": "auto",
-                "messages": [{"role": "user", "content": PROMPTS[answered]}],
-                "max_tokens": 8,
-            }
             sent += 1
-            response = await client.post("/v1/chat/completions", json=body)
+            response = await client.post("/v1/chat/completions", json=_chat_body(PROMPTS[answered]))
             answered += response.status_code == 200
     return sent
 

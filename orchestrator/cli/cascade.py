@@ -246,11 +246,7 @@ def calibrate_command(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--target") from None
     if from_ledger:
-        if outcomes_path or score_field or scorer_dir or mode == "route":
-            raise click.UsageError(
-                "--from-ledger reads confidences and feedback from the ledger: drop --outcomes, "
-                "--score-field, --scorer and --mode route"
-            )
+        _refuse_file_options(outcomes_path, score_field, scorer_dir, mode)
         url, base = ledger_source(config_path, ledger_url)
         fitted = calibrate_from_ledger(
             url,
@@ -282,6 +278,17 @@ def calibrate_command(
     source: dict[str, Any] = {"outcomes": str(outcomes_path), "records": len(outcomes)}
     source["score"] = str(scorer_dir or signal or score_field or "score")
     _write_thresholds(out_path, result, source, as_json)
+
+
+def _refuse_file_options(
+    outcomes_path: Path | None, score_field: str | None, scorer_dir: Path | None, mode: str | None
+) -> None:
+    """--from-ledger takes its confidences and outcomes from the ledger, not from a file."""
+    if outcomes_path or score_field or scorer_dir or mode == "route":
+        raise click.UsageError(
+            "--from-ledger reads confidences and feedback from the ledger: drop --outcomes, "
+            "--score-field, --scorer and --mode route"
+        )
 
 
 def _write_thresholds(

@@ -153,6 +153,18 @@ def dashboard_router(
         with stats_connection(source) as connection:
             return stats_hourly.router_mix(connection, scope)
 
+    _daily_routes(router, source, thresholds, admin)
+    return router
+
+
+def _daily_routes(
+    router: APIRouter,
+    source: StatsSource,
+    thresholds: Callable[[str], float | None],
+    admin: list[Any],
+) -> None:
+    """Routes over the daily rollups and the top-k tables."""
+
     @router.get("/v1/stats/confidence", dependencies=admin)
     def confidence(scope: Filters) -> dict[str, Any]:
         with stats_connection(source) as connection:
@@ -180,8 +192,6 @@ def dashboard_router(
     def latest(scope: Filters, limit: str = "20") -> dict[str, Any]:
         with stats_connection(source) as connection:
             return stats_queries.latest_escalations(connection, scope, _limit(limit))
-
-    return router
 
 
 def _asset(name: str) -> str:

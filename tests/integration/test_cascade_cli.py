@@ -251,6 +251,11 @@ def test_outcomes_from_mmlu_pro(tmp_path: Path) -> None:
     assert json.loads(out.read_text().splitlines()[0])["large_cost"] == pytest.approx(
         (5 * 10 + 200 * 20) / 1e6
     )
+
+
+def test_outcomes_from_mmlu_pro_names_an_unknown_model(tmp_path: Path) -> None:
+    source = _fake_mmlu_pro(tmp_path / "mmlu")
+    out = tmp_path / "out.jsonl"
     unknown = CliRunner().invoke(
         main,
         [
