@@ -15,16 +15,15 @@ from fastapi import FastAPI
 
 from orchestrator.api.ingress import IngressReplica
 from orchestrator.api.parts import ReplicaParts
-from orchestrator.backends.handles import handle_backends
-from orchestrator.backends.seam import Backends
+from orchestrator.backends.seam import Backends, handle_backends
 from orchestrator.config import SpillwayConfig, load_config
 from orchestrator.config.settings import ModelSettings
 from orchestrator.dashboard import StatsSource
 from orchestrator.dashboard.stats_tenants import spend_reader
 from orchestrator.ledger import Ledger
 from orchestrator.query.admission import Admission, KeyTable
-from orchestrator.query.recorder import QueryRecorder
 from orchestrator.query.service import QueryService
+from orchestrator.query.trace import QueryRecorder
 
 APP_NAME = "spillway"
 # Serve kills an ingress replica this long after asking it to stop: time for the requests in

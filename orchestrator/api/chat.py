@@ -2,7 +2,8 @@
 
 Authenticate and admit (query/admission.py), read and validate the body (body.py), hand the
 request to the `QueryService` (query/service.py), then write OpenAI's answer, as one JSON body
-or as server-sent events, and record the query's ledger row however it ends (query/recorder.py).
+or as server-sent events, and record the query's ledger row however it ends (query/trace.py,
+`QueryRecorder`).
 The OpenAI response shapes are built here (`completion_body`, `chunk_body`).
 """
 

@@ -11,8 +11,8 @@ from orchestrator.config import SpillwayConfig, TenantSettings
 from orchestrator.dashboard import StatsSource
 from orchestrator.ledger import Ledger
 from orchestrator.query.admission import Admission, KeyTable
-from orchestrator.query.recorder import QueryRecorder
 from orchestrator.query.service import QueryService
+from orchestrator.query.trace import QueryRecorder
 
 __all__ = ["ReplicaParts", "bearer_key"]
 

@@ -1,9 +1,11 @@
 """`QueryTrace`: everything learned while answering one query, and its two mappings, defined
 here once: to the response's `spillway` object and headers (`info`), and to the query's ledger
-row (`ledger_row`). A new field of the trace is added to both here."""
+row (`ledger_row`). A new field of the trace is added to both here. `QueryRecorder` ends every
+query's path, answered or refused: the row, the tenant's charge, the Prometheus counts."""
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -16,9 +18,13 @@ from pydantic import BaseModel
 from cascade.policy import Decision
 from cascade.pricing import QueryCost, Usage
 from orchestrator.errors import SpillwayError
-from orchestrator.ledger import LedgerRow
+from orchestrator.ledger import Ledger, LedgerRow
+from orchestrator.query.admission import Admission
+from orchestrator.query.metrics import observe_query
 
-__all__ = ["QueryTrace", "SpillwayInfo", "new_query_id"]
+__all__ = ["QueryRecorder", "QueryTrace", "SpillwayInfo", "new_query_id"]
+
+log = logging.getLogger("spillway.recorder")
 
 
 class SpillwayInfo(BaseModel):
@@ -161,3 +167,22 @@ class QueryTrace:
             "cost_usd": cost.total if cost else zero,
             "baseline_cost_usd": cost.baseline if cost else zero,
         }
+
+
+class QueryRecorder:
+    """Writes each query's one ledger row (through `QueryTrace.ledger_row`)."""
+
+    def __init__(self, ledger: Ledger, admission: Admission):
+        self._ledger = ledger
+        self._admission = admission
+
+    def record(self, trace: QueryTrace, *, status: int, error: SpillwayError | None = None) -> None:
+        """Queue the row, charge the tenant, count the query. Never raises into the request
+        path for metrics (the ledger's own queue never blocks; see ledger/writer.py)."""
+        row = trace.ledger_row(status=status, error=error)
+        self._ledger.record(row)
+        self._admission.charge(row.tenant, row.cost_usd)
+        try:
+            observe_query(row)
+        except Exception:  # metrics must never fail a query
+            log.exception("could not update metrics for %s", trace.query_id)
