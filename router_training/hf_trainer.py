@@ -4,12 +4,11 @@ weights kept in memory (no checkpoint files), early stopping on validation macro
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from router_training.train import TrainConfig
+from router_training.config import TrainConfig
 
 __all__ = ["run_trainer"]
 
