@@ -12,13 +12,22 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from router_training.data import LabelledData
-    from router_training.train import TrainConfig
+from router_training.artifact import load_router
+from router_training.config import FitResult, TrainConfig
+from router_training.data import LabelledData
+from router_training.encoder import (
+    EncoderScorer,
+    build_classifier,
+    export_optimized_onnx,
+    onnx_runner,
+    save_classifier,
+    torch_runner,
+)
+from router_training.hf_trainer import run_trainer
 
 __all__ = ["MINILM_ALIASES", "fit_encoder", "resolve_base_model"]
 
@@ -49,7 +58,8 @@ def fit_encoder(
     held: LabelledData,
     labels: list[str],
     staging: Path,
-) -> dict[str, Any]:
+) -> FitResult:
+    """Fine-tune (or train from scratch) an encoder classifier, save it into ``staging``."""
     import torch
     import transformers
 
@@ -58,15 +68,11 @@ def fit_encoder(
     base = resolve_base_model(config.base_model)
     tokenizer = _tokenizer(base, train.texts, config.max_length)
     encoder = _encoder(base, tokenizer, config)
-    pooling = "mean" if base is not None else "cls"
-    from router_training.encoder import build_classifier
-
+    pooling: Literal["mean", "cls"] = "mean" if base is not None else "cls"
     model = build_classifier(encoder, len(labels), pooling)
     y_train = np.array([labels.index(label) for label in train.labels])
     y_val = np.array([labels.index(label) for label in held.labels])
     soft = _teacher_probabilities(config.teacher, train.texts, labels)
-    from router_training.hf_trainer import run_trainer
-
     history = run_trainer(
         model,
         _encode(tokenizer, train.texts, y_train, soft),
@@ -181,8 +187,6 @@ def _teacher_probabilities(
 ) -> np.ndarray | None:
     if teacher is None:
         return None
-    from router_training.artifact import load_router
-
     router = load_router(teacher)
     if router.labels != labels:
         raise ValueError(
@@ -200,18 +204,16 @@ def _export(
     staging: Path,
     held: LabelledData,
     labels: list[str],
-    pooling: str,
+    pooling: Literal["mean", "cls"],
     base: Path | None,
     history: dict[str, Any],
-) -> dict[str, Any]:
-    from router_training.encoder import EncoderScorer, onnx_runner, save_classifier, torch_runner
-
+) -> FitResult:
     model = model.eval()
     files = save_classifier(model, tokenizer, staging)
     runtime = _runtime(config.runtime)
     fused: dict[str, int] = {}
     if runtime == "onnx":
-        fused = _export_onnx(model, staging / "model.onnx", config)
+        fused = export_optimized_onnx(model, staging / "model.onnx", config.onnx_optimization)
         files.append("model.onnx")
         run = onnx_runner(staging / "model.onnx", config.threads)
     else:
@@ -228,34 +230,12 @@ def _export(
         "onnx_fused_operators": fused,
         **history,
     }
-    return {
-        "files": files,
-        "val_logits": val_logits,
-        "runtime": runtime,
-        "pooling": pooling,
-        "params": params,
-    }
-
-
-def _export_onnx(model: Any, path: Path, config: TrainConfig) -> dict[str, int]:
-    """Export the classifier; fuse/quantize the graph when asked (returns fused op counts)."""
-    from router_training.encoder import export_onnx
-    from router_training.onnx_opt import optimize_onnx
-
-    if config.onnx_optimization != "none":
-        # ONNX Runtime's attention fusion recognises the eager attention graph, not SDPA's
-        model.encoder.set_attn_implementation("eager")
-    export_onnx(model, path)
-    encoder_config = model.encoder.config
-    return optimize_onnx(
-        path,
-        config.onnx_optimization,
-        num_heads=int(encoder_config.num_attention_heads),
-        hidden_size=int(encoder_config.hidden_size),
+    return FitResult(
+        files=tuple(files), val_logits=val_logits, runtime=runtime, pooling=pooling, params=params
     )
 
 
-def _runtime(requested: str) -> str:
+def _runtime(requested: Literal["auto", "torch", "onnx"]) -> Literal["torch", "onnx"]:
     if requested != "auto":
         return requested
     try:

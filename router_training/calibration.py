@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "AbstainTarget",
     "abstentions",
+    "calibrate",
     "choose_threshold",
     "expected_calibration_error",
     "fit_temperature",
@@ -158,3 +159,14 @@ def choose_threshold(
     if allowed >= len(scope_top):
         return 1.0
     return float(scope_top[allowed])
+
+
+def calibrate(
+    val_logits: np.ndarray, y_val: np.ndarray, oos_index: int | None, abstain_target: str
+) -> tuple[float, float, AbstainTarget]:
+    """Temperature, abstain threshold and the parsed ``AbstainTarget`` of held-out logits."""
+    temperature = fit_temperature(val_logits, y_val)
+    probs = softmax(np.asarray(val_logits, np.float64), temperature)
+    has_oos = oos_index is not None and bool((y_val == oos_index).any())
+    target = parse_abstain_target(abstain_target, has_out_of_scope=has_oos)
+    return temperature, choose_threshold(probs, y_val, oos_index, target), target

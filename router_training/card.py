@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from router_training.artifact import Manifest
+from router_training.manifest import CARD, Manifest
 from router_training.metric_names import QUALITY_METRICS
 
 __all__ = ["write_card"]
@@ -89,4 +89,4 @@ def write_card(directory: Path, manifest: Manifest, label_counts: dict[str, int]
         "get unreliable probabilities. Re-evaluate with `spillway router eval` on your traffic.",
         "",
     ]
-    (directory / "README.md").write_text("\n".join(lines))
+    (directory / CARD).write_text("\n".join(lines))

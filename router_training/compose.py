@@ -13,18 +13,28 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from router_training.artifact import LoadedRouter, load_router
-from router_training.data import LabelledData, read_labelled
+from router_training.config import FitResult, TrainConfig
+from router_training.data import LabelledData, read_labelled, stratified_split
+from router_training.encoder import (
+    ENCODER_FILES,
+    EncoderScorer,
+    export_optimized_onnx,
+    load_torch_classifier,
+    onnx_runner,
+)
+from router_training.ensemble import ENSEMBLE_FILE, choose_weight, combine, fit_gate
+from router_training.finish import TrainReport, finish_artifact, staged_artifact, train_report
+from router_training.kinds import Scorer
 from router_training.metric_names import DEFAULT_GATE_TARGET
+from router_training.tfidf import TfidfScorer
 
 __all__ = ["compose_ensemble"]
-
-_ENCODER_FILES = ("config.json", "model.safetensors", "head.safetensors", "tokenizer.json")
 
 
 def compose_ensemble(
@@ -39,11 +49,8 @@ def compose_ensemble(
     gate: str = DEFAULT_GATE_TARGET,
     text_field: str = "text",
     label_field: str = "label",
-) -> Any:
+) -> TrainReport:
     """Write the ensemble of ``encoder`` and ``member`` to ``out``; return a ``TrainReport``."""
-    from router_training.data import stratified_split
-    from router_training.train import TrainConfig, TrainReport, _finish, _replace, _staging_dir
-
     started = time.perf_counter()
     routers = load_router(encoder), load_router(member)
     full = read_labelled(data, text_field=text_field, label_field=label_field)
@@ -66,18 +73,20 @@ def compose_ensemble(
     )
     labels = list(first.labels)
     validation = f"hold-out rebuilt from {data}: stratified {fraction:.0%}, seed {seed}"
-    staging = _staging_dir(Path(out))
-    try:
+    with staged_artifact(Path(out)) as staging:
         fitted = _fit(config, routers, held, labels, staging)
-        report = _finish(
-            config, fitted, train, held, labels, first.out_of_scope_label, validation, staging, data
+        manifest = finish_artifact(
+            staging,
+            config,
+            fitted,
+            train=train,
+            held=held,
+            labels=labels,
+            oos_label=first.out_of_scope_label,
+            validation=validation,
+            data=data,
         )
-        _replace(staging, Path(out))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    version = load_router(out).version
-    seconds = time.perf_counter() - started
-    return TrainReport(artifact=Path(out), version=version, seconds=seconds, **report)
+    return train_report(Path(out), manifest, started)
 
 
 def _check_pair(
@@ -107,26 +116,23 @@ def _check_pair(
 
 
 def _fit(
-    config: Any,
+    config: TrainConfig,
     routers: tuple[LoadedRouter, LoadedRouter],
     held: LabelledData,
     labels: list[str],
     staging: Path,
-) -> dict[str, Any]:
-    from router_training.bert import _export_onnx
-    from router_training.encoder import EncoderScorer, load_torch_classifier, onnx_runner
-    from router_training.ensemble import ENSEMBLE_FILE, choose_weight, combine, fit_gate
-    from router_training.tfidf import TfidfScorer
-
+) -> FitResult:
+    """Copy both members' files into ``staging``, export the encoder's ONNX graph and weigh
+    (and gate) the two on the held-out rows."""
     encoder, member = routers
-    for name in _ENCODER_FILES:
+    for name in ENCODER_FILES:
         shutil.copy2(encoder.path / name, staging / name)
     member_files = list(member.manifest.files)
     for name in member_files:
         shutil.copy2(member.path / name, staging / name)
     pooling = encoder.manifest.pooling or "mean"
     model = load_torch_classifier(staging, len(labels), pooling)
-    fused = _export_onnx(model, staging / "model.onnx", config)
+    fused = export_optimized_onnx(model, staging / "model.onnx", config.onnx_optimization)
     tokenizer = encoder._scorer._tokenizer  # type: ignore[attr-defined]
     scorer = EncoderScorer(tokenizer, onnx_runner(staging / "model.onnx", 1), len(labels), "onnx")
     encoder_logits = _logits(scorer, held.texts)
@@ -154,14 +160,14 @@ def _fit(
         "ensemble": spec.model_dump(),
         "gate": gate,
     }
-    return {
-        "files": [*_ENCODER_FILES, "model.onnx", *member_files, ENSEMBLE_FILE],
-        "val_logits": combine(encoder_logits, member_logits, spec),
-        "runtime": "onnx",
-        "pooling": pooling,
-        "params": params,
-    }
+    return FitResult(
+        files=(*ENCODER_FILES, "model.onnx", *member_files, ENSEMBLE_FILE),
+        val_logits=combine(encoder_logits, member_logits, spec),
+        runtime="onnx",
+        pooling=pooling,
+        params=params,
+    )
 
 
-def _logits(scorer: Any, texts: list[str]) -> np.ndarray:
+def _logits(scorer: Scorer, texts: Sequence[str]) -> np.ndarray:
     return np.concatenate([scorer.logits(texts[i : i + 256]) for i in range(0, len(texts), 256)])

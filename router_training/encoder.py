@@ -13,19 +13,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from router_training.artifact import Manifest
+from router_training.manifest import Manifest
+from router_training.onnx_opt import OnnxOptimization, optimize_onnx
 
 __all__ = [
     "ENCODER_FILES",
     "EncoderScorer",
     "build_classifier",
+    "export_onnx",
+    "export_optimized_onnx",
     "load_encoder_scorer",
+    "load_torch_classifier",
+    "onnx_runner",
     "save_classifier",
+    "torch_runner",
 ]
 
 log = logging.getLogger("router_training")
@@ -189,3 +194,20 @@ def export_onnx(model: Any, path: Path, opset: int = 17) -> None:
             opset_version=opset,
             dynamo=False,
         )
+
+
+def export_optimized_onnx(model: Any, path: Path, optimization: OnnxOptimization) -> dict[str, int]:
+    """Export the classifier to ``path`` and, unless ``optimization`` is "none", fuse (and for
+    "int8" quantize) the graph in place; return the fused operator counts (see
+    ``onnx_opt.optimize_onnx``)."""
+    if optimization != "none":
+        # ONNX Runtime's attention fusion recognises the eager attention graph, not SDPA's
+        model.encoder.set_attn_implementation("eager")
+    export_onnx(model, path)
+    encoder_config = model.encoder.config
+    return optimize_onnx(
+        path,
+        optimization,
+        num_heads=int(encoder_config.num_attention_heads),
+        hidden_size=int(encoder_config.hidden_size),
+    )

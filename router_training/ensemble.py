@@ -21,17 +21,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from router_training.calibration import fit_temperature
-
-if TYPE_CHECKING:
-    from router_training.artifact import Manifest, Scorer
-    from router_training.data import LabelledData
-    from router_training.train import TrainConfig
+from router_training.bert import fit_encoder
+from router_training.calibration import calibrate, fit_temperature, softmax
+from router_training.config import FitResult, TrainConfig
+from router_training.data import LabelledData, find_out_of_scope_label
+from router_training.encoder import load_encoder_scorer
+from router_training.gate import ABSTAIN, choose_gate, decisions, gate_stats, parse_gate_target
+from router_training.kinds import Scorer
+from router_training.linear import fit_linear
+from router_training.manifest import Manifest
+from router_training.tfidf import TfidfScorer
 
 __all__ = [
     "ENSEMBLE_FILE",
@@ -107,38 +111,32 @@ def fit_ensemble(
     held: LabelledData,
     labels: list[str],
     staging: Path,
-) -> dict[str, Any]:
+) -> FitResult:
     """Fit both members into ``staging``, weigh them on the held-out split."""
-    from router_training.bert import fit_encoder
-    from router_training.data import find_out_of_scope_label
-    from router_training.train import fit_linear
-
     encoder = fit_encoder(config, train, held, labels, staging)
     member = fit_linear(config, config.ensemble_member, train, held, labels, staging)
     targets = np.array([labels.index(label) for label in held.labels])
-    spec = choose_weight(
-        encoder["val_logits"], member["val_logits"], targets, config.ensemble_member
-    )
+    spec = choose_weight(encoder.val_logits, member.val_logits, targets, config.ensemble_member)
     if config.ensemble_weight is not None:
         spec = spec.model_copy(update={"encoder_weight": config.ensemble_weight})
     oos_label = find_out_of_scope_label(labels, config.out_of_scope_label)
     spec, gate = fit_gate(
         spec,
-        encoder["val_logits"],
-        member["val_logits"],
+        encoder.val_logits,
+        member.val_logits,
         targets,
         labels.index(oos_label) if oos_label is not None else None,
         abstain_target=config.abstain_target,
         gate_target=config.ensemble_gate,
     )
     (staging / ENSEMBLE_FILE).write_text(spec.model_dump_json(indent=2) + "\n")
-    return {
-        "files": [*encoder["files"], *member["files"], ENSEMBLE_FILE],
-        "val_logits": combine(encoder["val_logits"], member["val_logits"], spec),
-        "runtime": encoder["runtime"],
-        "pooling": encoder["pooling"],
-        "params": {**encoder["params"], "ensemble": spec.model_dump(), "gate": gate},
-    }
+    return FitResult(
+        files=(*encoder.files, *member.files, ENSEMBLE_FILE),
+        val_logits=combine(encoder.val_logits, member.val_logits, spec),
+        runtime=encoder.runtime,
+        pooling=encoder.pooling,
+        params={**encoder.params, "ensemble": spec.model_dump(), "gate": gate},
+    )
 
 
 def fit_gate(
@@ -157,16 +155,6 @@ def fit_gate(
     fits them for the artifact (the gate does not change them), then each held-out row's
     decision when answered by the member alone is compared with the full ensemble's.
     """
-    from router_training.calibration import softmax
-    from router_training.gate import (
-        ABSTAIN,
-        choose_gate,
-        decisions,
-        gate_stats,
-        parse_gate_target,
-    )
-    from router_training.train import calibrate
-
     target = parse_gate_target(gate_target)
     if target.metric == "none":
         return spec.model_copy(update={"gate_threshold": None, "gate_target": "none"}), {}
@@ -234,9 +222,7 @@ class EnsembleScorer:
 
 
 def load_ensemble_scorer(directory: Path, manifest: Manifest) -> EnsembleScorer:
-    from router_training.encoder import load_encoder_scorer
-    from router_training.tfidf import TfidfScorer
-
+    """The scorer of an "ensemble" artifact (the kind registry's loader)."""
     spec = EnsembleSpec.model_validate_json((directory / ENSEMBLE_FILE).read_text())
     return EnsembleScorer(
         load_encoder_scorer(directory, manifest),

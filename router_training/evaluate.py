@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from router_training.artifact import LoadedRouter, load_router
 from router_training.calibration import abstentions, expected_calibration_error
+from router_training.data import check_known_labels, read_labelled
 
 __all__ = ["evaluate_router", "measure_speed", "quality_metrics"]
 
@@ -126,9 +128,6 @@ def evaluate_router(
     single_queries: int = 300,
 ) -> dict[str, Any]:
     """Load an artifact and report every metric on a labelled file (plus speed unless off)."""
-    from router_training.artifact import load_router
-    from router_training.data import check_known_labels, read_labelled
-
     router = load_router(model)
     data_set = read_labelled(data, text_field=text_field, label_field=label_field, min_labels=1)
     check_known_labels(data_set, router.labels)
@@ -158,7 +157,9 @@ def evaluate_router(
     return metrics
 
 
-def _batched_probabilities(router: Any, texts: Sequence[str], batch_size: int) -> np.ndarray:
+def _batched_probabilities(
+    router: LoadedRouter, texts: Sequence[str], batch_size: int
+) -> np.ndarray:
     parts = [
         router.probabilities(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)
     ]

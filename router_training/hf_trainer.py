@@ -4,12 +4,11 @@ weights kept in memory (no checkpoint files), early stopping on validation macro
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from router_training.train import TrainConfig
+from router_training.config import TrainConfig
 
 __all__ = ["run_trainer"]
 
@@ -27,8 +26,38 @@ def run_trainer(
     work_dir: Path,
 ) -> dict[str, Any]:
     """Train ``model`` in place (ending with its best-validation weights); return a history."""
+    from transformers import PrinterCallback, TrainingArguments
+
+    trainer_class = _router_trainer_class(class_weights)
+    keep = _keep_best(model, patience=2 if pretrained else 3)
+    epochs = config.epochs or (3 if pretrained else 30)
+    trainer = trainer_class(
+        model=model,
+        args=_arguments(TrainingArguments, config, pretrained, epochs, work_dir),
+        train_dataset=train_rows,
+        eval_dataset=val_rows,
+        data_collator=_collate,
+        compute_metrics=_macro_f1,
+        callbacks=[keep],
+    )
+    trainer.remove_callback(PrinterCallback)  # prints log dicts to stdout without --progress
+    trainer.train()
+    if keep.state is not None:
+        model.load_state_dict(keep.state)
+    return {
+        "epochs_max": epochs,
+        "epochs_run": len(keep.history),
+        "best_epoch": keep.best_epoch,
+        "val_macro_f1_by_epoch": keep.history,
+        "learning_rate": _learning_rate(config, pretrained),
+    }
+
+
+def _router_trainer_class(class_weights: np.ndarray) -> Any:
+    """A ``Trainer`` subclass with class-weighted cross-entropy, plus a distillation term
+    (KL divergence to the teacher's probabilities) for rows with ``soft_labels``."""
     import torch
-    from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+    from transformers import Trainer
 
     weights = torch.tensor(class_weights)
 
@@ -50,6 +79,14 @@ def run_trainer(
                 distil = torch.nn.functional.kl_div(log_probs, soft, reduction="batchmean")
                 loss = (1 - _DISTIL_WEIGHT) * loss + _DISTIL_WEIGHT * distil
             return (loss, outputs) if return_outputs else loss
+
+    return RouterTrainer
+
+
+def _keep_best(model: Any, patience: int) -> Any:
+    """A callback that keeps ``model``'s best weights by validation macro-F1 (in memory) and
+    stops training after ``patience`` evaluations without improvement."""
+    from transformers import TrainerCallback
 
     class KeepBest(TrainerCallback):
         """Remember the best weights by validation macro-F1; stop after ``patience`` misses."""
@@ -73,28 +110,7 @@ def run_trainer(
                 if self.misses >= self.patience:
                     control.should_training_stop = True
 
-    keep = KeepBest(patience=2 if pretrained else 3)
-    epochs = config.epochs or (3 if pretrained else 30)
-    trainer = RouterTrainer(
-        model=model,
-        args=_arguments(TrainingArguments, config, pretrained, epochs, work_dir),
-        train_dataset=train_rows,
-        eval_dataset=val_rows,
-        data_collator=_collate,
-        compute_metrics=_macro_f1,
-        callbacks=[keep],
-    )
-    trainer.remove_callback(PrinterCallback)  # prints log dicts to stdout without --progress
-    trainer.train()
-    if keep.state is not None:
-        model.load_state_dict(keep.state)
-    return {
-        "epochs_max": epochs,
-        "epochs_run": len(keep.history),
-        "best_epoch": keep.best_epoch,
-        "val_macro_f1_by_epoch": keep.history,
-        "learning_rate": _learning_rate(config, pretrained),
-    }
+    return KeepBest(patience)
 
 
 def _learning_rate(config: TrainConfig, pretrained: bool) -> float:

@@ -17,9 +17,10 @@ import numpy as np
 from router_training.fast_tfidf import FastVectorizer
 
 if TYPE_CHECKING:
+    from router_training.manifest import Manifest
     from router_training.static_embed import StaticEmbedder
 
-__all__ = ["TFIDF_FILES", "TfidfScorer", "fit_tfidf"]
+__all__ = ["TFIDF_FILES", "TfidfScorer", "fit_tfidf", "load_tfidf_scorer"]
 
 TFIDF_FILES = ("tfidf.json", "tfidf.npz")
 
@@ -134,6 +135,11 @@ class TfidfScorer:
 
                 embedder, weight = StaticEmbedder.load(directory), meta["embedding"]["weight"]
             return cls(vectorizers, arrays["coef"], arrays["intercept"], embedder, weight)
+
+
+def load_tfidf_scorer(directory: Path, manifest: Manifest) -> TfidfScorer:
+    """The scorer of a "tfidf" or "hybrid" artifact (the kind registry's loader)."""
+    return TfidfScorer.load(directory)
 
 
 def fit_tfidf(

@@ -61,7 +61,7 @@ def _resolve(uri: str) -> tuple[str, str | None]:
 
 
 def _version(artifact: Path) -> str:
-    from router_training.artifact import read_manifest
+    from router_training.manifest import read_manifest
 
     return read_manifest(artifact).version()
 

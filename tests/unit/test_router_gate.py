@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from router_training.artifact import LoadedRouter, Manifest
+from router_training.config import TrainConfig
 from router_training.ensemble import EnsembleScorer, EnsembleSpec, combine, fit_gate, log_softmax
 from router_training.gate import (
     ABSTAIN,
@@ -20,7 +21,6 @@ from router_training.gate import (
     gate_stats,
     parse_gate_target,
 )
-from router_training.train import TrainConfig
 
 LABELS = ["billing", "code", "out_of_scope"]
 
