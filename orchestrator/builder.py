@@ -138,7 +138,7 @@ def assemble_replica(config: SpillwayConfig, backends: Backends, ledger: Ledger)
         keys=KeyTable(config.tenant_by_key_digest()),
         admission=admission,
         service=QueryService(config, backends),
-        recorder=QueryRecorder(ledger, admission),
+        recorder=QueryRecorder(ledger, admission, (config.small.price, config.large.price)),
         ledger=ledger,
         stats=stats,
     )

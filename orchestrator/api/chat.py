@@ -22,7 +22,6 @@ from orchestrator.api.body import parse_chat_request, read_body
 from orchestrator.api.errors import ClientClosed, as_spillway_error, error_response
 from orchestrator.api.parts import ReplicaParts
 from orchestrator.backends.types import StreamDelta
-from orchestrator.errors import SpillwayError
 from orchestrator.query.request import ChatCompletionRequest
 from orchestrator.query.trace import QueryTrace, SpillwayInfo, new_query_id
 
@@ -47,19 +46,12 @@ def chat_router(parts: ReplicaParts) -> APIRouter:
             return await asyncio.wait_for(_complete(parts, parsed, trace), timeout)
         except Exception as exc:  # every failure becomes a clean error and a ledger row
             error = as_spillway_error(exc)
-            _record_failure(parts, trace, error)
+            parts.recorder.record_failure(trace, error)
             response = error_response(error)
             response.headers["x-spillway-query-id"] = trace.query_id
             return response
 
     return router
-
-
-def _record_failure(parts: ReplicaParts, trace: QueryTrace, error: SpillwayError) -> None:
-    if trace.cost is None and (trace.small_usage or trace.large_usage):
-        parts.service.settle(trace)  # attempts that ran are billed even when the query fails
-    trace.latency_ms.setdefault("total", (time.perf_counter() - trace.started) * 1000.0)
-    parts.recorder.record(trace, status=error.status, error=error)
 
 
 async def _complete(
@@ -125,13 +117,13 @@ async def _sse_events(
         recorded = True
     except Exception as exc:  # headers are gone: report in-band, record, end the stream
         error = as_spillway_error(exc)
-        _record_failure(parts, trace, error)
+        parts.recorder.record_failure(trace, error)
         recorded = True
         yield f"data: {json.dumps(error.body())}\n\n"
         yield "data: [DONE]\n\n"
     finally:
         if not recorded:  # cancelled: the client disconnected mid-stream
-            _record_failure(parts, trace, ClientClosed("The client closed the stream."))
+            parts.recorder.record_failure(trace, ClientClosed("The client closed the stream."))
 
 
 def _final_extra(trace: QueryTrace, last: StreamDelta | None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import TypeVar
 
 from cascade.policy import Decision, decide
-from cascade.pricing import Usage, query_cost
+from cascade.pricing import Usage
 from orchestrator.backends.seam import Backends
 from orchestrator.backends.types import GenerationRequest, GenerationResult, StreamDelta
 from orchestrator.config import SpillwayConfig
@@ -129,10 +129,7 @@ class QueryService:
         return decision
 
     def settle(self, trace: QueryTrace) -> None:
-        trace.cost = query_cost(
-            trace.small_usage, self._config.small.price, trace.large_usage, self._config.large.price
-        )
-        trace.latency_ms["total"] = _ms_since(trace.started)
+        trace.settle(self._config.small.price, self._config.large.price)
 
     # ----- non-streaming ------------------------------------------------------------------------
     async def complete(self, request: ChatCompletionRequest, trace: QueryTrace) -> GenerationResult:

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from cascade.policy import Decision
-from cascade.pricing import QueryCost, Usage
+from cascade.pricing import Price, QueryCost, Usage, query_cost
 from orchestrator.errors import SpillwayError
 from orchestrator.ledger import Ledger, LedgerRow
 from orchestrator.query.admission import Admission
@@ -96,6 +96,11 @@ class QueryTrace:
     degraded: bool = False  # a low-confidence small answer returned because large failed
     faults: list[str] = field(default_factory=list)  # stages that failed: router/small/large
 
+    def settle(self, small_price: Price, large_price: Price) -> None:
+        """Bill every attempt that ran (the wasted small one included) and stop the clock."""
+        self.cost = query_cost(self.small_usage, small_price, self.large_usage, large_price)
+        self.latency_ms["total"] = (time.perf_counter() - self.started) * 1000.0
+
     def info(self) -> SpillwayInfo:
         """The response's `spillway` object (and, through it, the `x-spillway-*` headers)."""
         cost, decision = self.cost, self.decision
@@ -172,9 +177,10 @@ class QueryTrace:
 class QueryRecorder:
     """Writes each query's one ledger row (through `QueryTrace.ledger_row`)."""
 
-    def __init__(self, ledger: Ledger, admission: Admission):
+    def __init__(self, ledger: Ledger, admission: Admission, prices: tuple[Price, Price]) -> None:
         self._ledger = ledger
         self._admission = admission
+        self._small_price, self._large_price = prices
 
     def record(self, trace: QueryTrace, *, status: int, error: SpillwayError | None = None) -> None:
         """Queue the row, charge the tenant, count the query. Never raises into the request
@@ -186,3 +192,10 @@ class QueryRecorder:
             observe_query(row)
         except Exception:  # metrics must never fail a query
             log.exception("could not update metrics for %s", trace.query_id)
+
+    def record_failure(self, trace: QueryTrace, error: SpillwayError) -> None:
+        """The row of a query that failed or was refused; attempts that ran are still billed."""
+        if trace.cost is None and (trace.small_usage or trace.large_usage):
+            trace.settle(self._small_price, self._large_price)
+        trace.latency_ms.setdefault("total", (time.perf_counter() - trace.started) * 1000.0)
+        self.record(trace, status=error.status, error=error)
