@@ -133,12 +133,13 @@ def assemble_replica(config: SpillwayConfig, backends: Backends, ledger: Ledger)
     """The replica's objects around a ledger the caller made (tests pass their own)."""
     stats = StatsSource(config.ledger.resolved_url())
     admission = Admission(config.tenants, spend_reader(stats))
+    service = QueryService(config, backends)
     return ReplicaParts(
         config=config,
         keys=KeyTable(config.tenant_by_key_digest()),
         admission=admission,
-        service=QueryService(config, backends),
-        recorder=QueryRecorder(ledger, admission, (config.small.price, config.large.price)),
+        service=service,
+        recorder=QueryRecorder(ledger, admission, service.settle),
         ledger=ledger,
         stats=stats,
     )

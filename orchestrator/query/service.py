@@ -30,7 +30,7 @@ from orchestrator.query.request import AUTO_MODEL, ChatCompletionRequest
 from orchestrator.query.streaming import HeldStream, pass_through
 from orchestrator.query.target import Target
 from orchestrator.query.tenancy import AdapterCatalog
-from orchestrator.query.trace import QueryTrace
+from orchestrator.query.trace import QueryTrace, ms_since
 
 T = TypeVar("T")
 REASON_REQUESTED_LARGE = "requested_large"
@@ -104,7 +104,7 @@ class QueryService:
             trace.faults.append("router")
             return
         finally:
-            trace.latency_ms["router"] = _ms_since(started)
+            trace.latency_ms["router"] = ms_since(started)
         trace.route, trace.route_probability = result.label, result.probability
         trace.router_version = result.artifact_version or None
         confident = not result.abstained
@@ -161,7 +161,7 @@ class QueryService:
             trace.faults.append("small")
             return None
         finally:
-            trace.latency_ms["small"] = _ms_since(started)
+            trace.latency_ms["small"] = ms_since(started)
 
     def _degrade(self, trace: QueryTrace, small_model: str) -> None:
         """The large model failed after a low-confidence small answer: return that answer."""
@@ -184,7 +184,7 @@ class QueryService:
             trace.faults.append("large")
             raise
         finally:
-            trace.latency_ms["large"] = _ms_since(started)
+            trace.latency_ms["large"] = ms_since(started)
         trace.large_usage = Usage(large.prompt_tokens, large.completion_tokens)
         trace.answered_by = large.model
         self.settle(trace)
@@ -241,7 +241,7 @@ class QueryService:
 
         def on_end() -> None:
             if not held_whole:  # the small model finished only now
-                trace.latency_ms["small"] = _ms_since(started)
+                trace.latency_ms["small"] = ms_since(started)
             self.settle(trace)
 
         return pass_through(head, on_delta, on_end)
@@ -261,7 +261,7 @@ class QueryService:
             )  # fmt: skip
         except BackendUnavailable:
             trace.faults.append("large")
-            trace.latency_ms["large"] = _ms_since(started)
+            trace.latency_ms["large"] = ms_since(started)
             raise
         trace.answered_by = self._large_name
         return self._pipe_large(trace, deltas, started)
@@ -275,7 +275,7 @@ class QueryService:
                 last = delta
                 yield delta
         finally:  # a failure mid-stream still bills the tokens that were generated
-            trace.latency_ms["large"] = _ms_since(started)
+            trace.latency_ms["large"] = ms_since(started)
             if last is not None:
                 trace.large_usage = Usage(last.prompt_tokens, last.completion_tokens)
         self.settle(trace)
@@ -304,7 +304,3 @@ def routing_text(request: ChatCompletionRequest) -> str:
 
 def _with_adapter(gen: GenerationRequest, adapter: str | None) -> GenerationRequest:
     return replace(gen, adapter=adapter)
-
-
-def _ms_since(started: float) -> float:
-    return (time.perf_counter() - started) * 1000.0

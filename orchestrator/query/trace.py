@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,7 +23,7 @@ from orchestrator.ledger import Ledger, LedgerRow
 from orchestrator.query.admission import Admission
 from orchestrator.query.metrics import observe_query
 
-__all__ = ["QueryRecorder", "QueryTrace", "SpillwayInfo", "new_query_id"]
+__all__ = ["QueryRecorder", "QueryTrace", "SpillwayInfo", "ms_since", "new_query_id"]
 
 log = logging.getLogger("spillway.recorder")
 
@@ -68,6 +69,11 @@ def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.6f}"
 
 
+def ms_since(started: float) -> float:
+    """Milliseconds since `started` (a `time.perf_counter()` reading)."""
+    return (time.perf_counter() - started) * 1000.0
+
+
 def new_query_id() -> str:
     return "q-" + uuid.uuid4().hex
 
@@ -99,7 +105,7 @@ class QueryTrace:
     def settle(self, small_price: Price, large_price: Price) -> None:
         """Bill every attempt that ran (the wasted small one included) and stop the clock."""
         self.cost = query_cost(self.small_usage, small_price, self.large_usage, large_price)
-        self.latency_ms["total"] = (time.perf_counter() - self.started) * 1000.0
+        self.latency_ms["total"] = ms_since(self.started)
 
     def info(self) -> SpillwayInfo:
         """The response's `spillway` object (and, through it, the `x-spillway-*` headers)."""
@@ -177,10 +183,12 @@ class QueryTrace:
 class QueryRecorder:
     """Writes each query's one ledger row (through `QueryTrace.ledger_row`)."""
 
-    def __init__(self, ledger: Ledger, admission: Admission, prices: tuple[Price, Price]) -> None:
+    def __init__(
+        self, ledger: Ledger, admission: Admission, settle: Callable[[QueryTrace], None]
+    ) -> None:
         self._ledger = ledger
         self._admission = admission
-        self._small_price, self._large_price = prices
+        self._settle = settle  # QueryService.settle: the service knows the prices
 
     def record(self, trace: QueryTrace, *, status: int, error: SpillwayError | None = None) -> None:
         """Queue the row, charge the tenant, count the query. Never raises into the request
@@ -196,6 +204,6 @@ class QueryRecorder:
     def record_failure(self, trace: QueryTrace, error: SpillwayError) -> None:
         """The row of a query that failed or was refused; attempts that ran are still billed."""
         if trace.cost is None and (trace.small_usage or trace.large_usage):
-            trace.settle(self._small_price, self._large_price)
-        trace.latency_ms.setdefault("total", (time.perf_counter() - trace.started) * 1000.0)
+            self._settle(trace)
+        trace.latency_ms.setdefault("total", ms_since(trace.started))
         self.record(trace, status=error.status, error=error)
