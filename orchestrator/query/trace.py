@@ -109,30 +109,20 @@ class QueryTrace:
 
     def info(self) -> SpillwayInfo:
         """The response's `spillway` object (and, through it, the `x-spillway-*` headers)."""
-        cost, decision = self.cost, self.decision
+        cost = self.cost
         return SpillwayInfo(
-            query_id=self.query_id,
-            route=self.route,
-            route_probability=self.route_probability,
-            router_version=self.router_version,
-            adapter=self.adapter,
+            **self._decision_fields(),
             answered_by=self.answered_by,
-            confidence=decision.confidence if decision else None,
-            confidence_signal=decision.signal if decision else None,
-            threshold=decision.threshold if decision else None,
-            escalated=self.escalated,
             reason=self.reason,
             cost_usd=str(cost.total) if cost else "0",
             baseline_cost_usd=str(cost.baseline) if cost else "0",
-            degraded=self.degraded,
             faults=list(self.faults),
         )
 
     def ledger_row(self, *, status: int, error: SpillwayError | None = None) -> LedgerRow:
         """The query's one ledger row, answered (`error` None) or failed."""
-        decision = self.decision
         return LedgerRow(
-            query_id=self.query_id,
+            **self._decision_fields(),
             created_at=datetime.now(UTC),
             tenant=self.tenant,
             status="ok" if error is None else "error",
@@ -141,15 +131,7 @@ class QueryTrace:
             error_message=error.message if error else None,
             model_requested=self.model_requested,
             stream=self.stream,
-            route=self.route,
-            route_probability=self.route_probability,
-            router_version=self.router_version,
-            adapter=self.adapter,
             answered_by=self.answered_by or None,
-            confidence=decision.confidence if decision else None,
-            confidence_signal=decision.signal if decision else None,
-            threshold=decision.threshold if decision else None,
-            escalated=self.escalated,
             escalation_reason=self.reason if self.escalated else None,
             **self._usage_columns(),
             **self._cost_columns(),
@@ -157,9 +139,25 @@ class QueryTrace:
             latency_small_ms=self.latency_ms.get("small"),
             latency_large_ms=self.latency_ms.get("large"),
             latency_total_ms=self.latency_ms.get("total"),
-            degraded=self.degraded,
             faults=",".join(self.faults) or None,
         )
+
+    def _decision_fields(self) -> dict[str, Any]:
+        """What the response and the ledger row both say, under the same names: the route,
+        the cascade's decision and whether the answer is degraded."""
+        decision = self.decision
+        return {
+            "query_id": self.query_id,
+            "route": self.route,
+            "route_probability": self.route_probability,
+            "router_version": self.router_version,
+            "adapter": self.adapter,
+            "confidence": decision.confidence if decision else None,
+            "confidence_signal": decision.signal if decision else None,
+            "threshold": decision.threshold if decision else None,
+            "escalated": self.escalated,
+            "degraded": self.degraded,
+        }
 
     def _usage_columns(self) -> dict[str, int]:
         small, large = self.small_usage, self.large_usage
