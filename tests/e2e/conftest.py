@@ -1,5 +1,9 @@
 """A real Spillway started exactly as the README says (`spillway serve --config FILE`),
-on a free loopback port, with its own SQLite ledger; stopped with SIGTERM afterwards."""
+on a free loopback port, with its own SQLite ledger; stopped with SIGTERM afterwards.
+
+Most e2e tests run `serve_config/tiny.yaml` (the tiny babble models: fast, and their outcome
+does not depend on a model's quality); `test_real_default.py` runs `local.yaml` itself, the
+real models the README's quick start serves."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL_CONFIG = REPO / "serve_config" / "local.yaml"
+TINY_CONFIG = REPO / "serve_config" / "tiny.yaml"
 API_KEY = "sk-spillway-local"
 STARTUP_TIMEOUT_S = 420
 
@@ -44,10 +49,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def local_config_data() -> dict[str, Any]:
-    """local.yaml as a dict, its paths made absolute (so it can be written anywhere)."""
-    data = yaml.safe_load(LOCAL_CONFIG.read_text())
-    base = LOCAL_CONFIG.parent
+def local_config_data(config: Path = TINY_CONFIG) -> dict[str, Any]:
+    """A shipped config as a dict, its paths made absolute (so it can be written anywhere)."""
+    data = yaml.safe_load(config.read_text())
+    base = config.parent
     data["server"]["state_dir"] = str((base / data["server"]["state_dir"]).resolve())
     data["router"]["artifact"] = str((base / data["router"]["artifact"]).resolve())
     for model in ("small", "large"):
@@ -58,9 +63,11 @@ def local_config_data() -> dict[str, Any]:
     return data
 
 
-def write_test_config(tmp: Path, overrides: dict[str, Any]) -> tuple[Path, Path]:
-    """local.yaml with absolute paths, a fresh ledger, a free port and the given overrides."""
-    data = local_config_data()
+def write_test_config(
+    tmp: Path, overrides: dict[str, Any], config: Path = TINY_CONFIG
+) -> tuple[Path, Path]:
+    """A shipped config with absolute paths, a fresh ledger, a free port and the overrides."""
+    data = local_config_data(config)
     ledger = tmp / "ledger.db"
     data["ledger"]["url"] = f"sqlite:///{ledger}"
     for key, value in overrides.items():
@@ -101,18 +108,28 @@ def stop_service(proc: subprocess.Popen[bytes]) -> int:
 
 @pytest.fixture(scope="session")
 def local_models_built() -> None:
-    """The local models, adapters and router (a no-op when `make models` already ran)."""
-    from orchestrator.localmodels.build import build_local_models
+    """The tiny models and the router (a no-op when `make test`'s model build already ran)."""
+    from orchestrator.localmodels.router import build_default_router
+    from orchestrator.localmodels.tiny.build import build_tiny_models
+
+    build_tiny_models(REPO / ".spillway", progress=False)
+    build_default_router(REPO / ".spillway", progress=False)
+
+
+@pytest.fixture(scope="session")
+def real_models_built() -> None:
+    """The real models, adapters and router local.yaml serves (a no-op once built)."""
+    from orchestrator.localmodels.build import build_models
     from orchestrator.localmodels.router import build_default_router
 
-    build_local_models(REPO / ".spillway", progress=False)
+    build_models(REPO / ".spillway", progress=False)
     build_default_router(REPO / ".spillway", progress=False)
 
 
 def start_service(
-    tmp: Path, overrides: dict[str, Any]
+    tmp: Path, overrides: dict[str, Any], config: Path = TINY_CONFIG
 ) -> tuple[RunningService, subprocess.Popen[bytes]]:
-    config_path, ledger = write_test_config(tmp, overrides)
+    config_path, ledger = write_test_config(tmp, overrides, config)
     port = yaml.safe_load(config_path.read_text())["server"]["port"]
     log = tmp / "serve.log"
     spillway = Path(sys.executable).parent / "spillway"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.localmodels.data import DOMAINS, HELDOUT_EVERY, load_corpus, split_lines
+from orchestrator.localmodels.tiny.data import DOMAINS, HELDOUT_EVERY, load_corpus, split_lines
 
 
 def test_every_tenth_line_is_held_out() -> None:

@@ -8,16 +8,16 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from orchestrator.localmodels.build import current_fingerprint
-from orchestrator.localmodels.data import ADAPTER_DOMAINS, corpus_bytes
-from orchestrator.localmodels.manifest import (
+from orchestrator.localmodels.tiny.build import current_fingerprint
+from orchestrator.localmodels.tiny.data import ADAPTER_DOMAINS, corpus_bytes
+from orchestrator.localmodels.tiny.manifest import (
     ADAPTER_FILES,
     MODEL_FILES,
     compute_fingerprint,
-    local_model_paths,
+    tiny_model_paths,
     up_to_date_manifest,
 )
-from orchestrator.localmodels.spec import BUILDER_VERSION, DEFAULT_SPEC
+from orchestrator.localmodels.tiny.spec import BUILDER_VERSION, DEFAULT_SPEC
 
 CORPUS = {"legal": b"The tenant shall pay.\n", "code": b"def f(): return 1\n"}
 SPEC = {"seed": 0, "small": {"hidden_size": 64}}
@@ -47,15 +47,15 @@ def test_current_fingerprint_covers_the_shipped_corpus_and_default_spec() -> Non
 
 
 def test_layout_under_the_state_dir(tmp_path: Path) -> None:
-    paths = local_model_paths(tmp_path)
-    assert paths.small == tmp_path / "models" / "small"
-    assert paths.large == tmp_path / "models" / "large"
-    assert paths.adapter("legal") == tmp_path / "models" / "adapters" / "legal"
-    assert paths.manifest == tmp_path / "models" / "manifest.json"
+    paths = tiny_model_paths(tmp_path)
+    assert paths.small == tmp_path / "tiny" / "small"
+    assert paths.large == tmp_path / "tiny" / "large"
+    assert paths.adapter("legal") == tmp_path / "tiny" / "adapters" / "legal"
+    assert paths.manifest == tmp_path / "tiny" / "manifest.json"
 
 
 def _fake_build(tmp_path: Path, fingerprint: str) -> None:
-    paths = local_model_paths(tmp_path)
+    paths = tiny_model_paths(tmp_path)
     for model_dir in (paths.small, paths.large):
         model_dir.mkdir(parents=True)
         for name in MODEL_FILES:
@@ -68,7 +68,7 @@ def _fake_build(tmp_path: Path, fingerprint: str) -> None:
 
 
 def test_manifest_is_valid_only_when_fingerprint_and_files_match(tmp_path: Path) -> None:
-    paths = local_model_paths(tmp_path)
+    paths = tiny_model_paths(tmp_path)
     assert up_to_date_manifest(paths, "abc", ADAPTER_DOMAINS) is None
     _fake_build(tmp_path, "abc")
     assert up_to_date_manifest(paths, "abc", ADAPTER_DOMAINS) == {"fingerprint": "abc"}
@@ -79,13 +79,14 @@ def test_manifest_is_valid_only_when_fingerprint_and_files_match(tmp_path: Path)
 
 def test_corrupt_manifest_means_not_built(tmp_path: Path) -> None:
     _fake_build(tmp_path, "abc")
-    local_model_paths(tmp_path).manifest.write_text("{not json")
-    assert up_to_date_manifest(local_model_paths(tmp_path), "abc", ADAPTER_DOMAINS) is None
+    tiny_model_paths(tmp_path).manifest.write_text("{not json")
+    assert up_to_date_manifest(tiny_model_paths(tmp_path), "abc", ADAPTER_DOMAINS) is None
 
 
 def test_importing_the_package_and_cli_does_not_import_torch() -> None:
     code = (
-        "import sys, orchestrator.localmodels, orchestrator.localmodels.build, "
+        "import sys, orchestrator.localmodels, orchestrator.localmodels.tiny.build, "
+        "orchestrator.localmodels.build, orchestrator.localmodels.router, "
         "orchestrator.cli.models; print('torch' in sys.modules, 'transformers' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

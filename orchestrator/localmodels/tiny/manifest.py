@@ -19,7 +19,7 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 @dataclass(frozen=True)
 class ModelPaths:
-    """The layout under `<state_dir>/models/`: small/, large/, adapters/<domain>/, manifest.json."""
+    """The layout under `<state_dir>/tiny/`: small/, large/, adapters/<domain>/, manifest.json."""
 
     root: Path
 
@@ -42,9 +42,9 @@ class ModelPaths:
         return {domain: self.adapter(domain) for domain in domains}
 
 
-def local_model_paths(state_dir: Path) -> ModelPaths:
-    """The model paths for a state dir (default `.spillway`); nothing is created or checked."""
-    return ModelPaths(root=Path(state_dir) / "models")
+def tiny_model_paths(state_dir: Path) -> ModelPaths:
+    """The tiny models' paths for a state dir (`.spillway/tiny/`); nothing is created or checked."""
+    return ModelPaths(root=Path(state_dir) / "tiny")
 
 
 def compute_fingerprint(corpus: dict[str, bytes], spec: dict[str, Any], version: str) -> str:

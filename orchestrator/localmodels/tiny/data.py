@@ -29,7 +29,7 @@ def split_lines(lines: list[str], every: int = HELDOUT_EVERY) -> tuple[list[str]
 
 def corpus_bytes() -> dict[str, bytes]:
     """The raw corpus file of each domain, keyed by domain (what the fingerprint hashes)."""
-    package = resources.files("orchestrator.localmodels.corpus")
+    package = resources.files("orchestrator.localmodels.tiny.corpus")
     return {domain: package.joinpath(f"{domain}.txt").read_bytes() for domain in DOMAINS}
 
 

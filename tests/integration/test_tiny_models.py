@@ -1,7 +1,7 @@
-"""The built local models, checked with transformers + peft on the held-out text.
+"""The tiny test models (`.spillway/tiny/`), checked with transformers + peft on held-out text.
 
-The session fixture builds the models in the default state dir (`.spillway/` under the repo
-root) if they are missing or stale: about 2 minutes on 2 cores, a no-op afterwards.
+The session fixture builds them in the default state dir if they are missing or stale: about 2
+minutes on 2 cores, a no-op afterwards. The real models' build is `test_real_models.py`.
 """
 
 from __future__ import annotations
@@ -14,17 +14,17 @@ from typing import Any
 
 import pytest
 
-from orchestrator.localmodels import (
+from orchestrator.localmodels.tiny import (
     ADAPTER_DOMAINS,
     DOMAINS,
     ModelPaths,
-    build_local_models,
+    build_tiny_models,
     evaluate_loss,
     load_corpus,
-    local_model_paths,
+    tiny_model_paths,
 )
-from orchestrator.localmodels.build import up_to_date
-from orchestrator.localmodels.spec import DEFAULT_SPEC
+from orchestrator.localmodels.tiny.build import up_to_date
+from orchestrator.localmodels.tiny.spec import DEFAULT_SPEC
 
 MIN_ADAPTER_GAIN = 0.05  # relative held-out loss reduction on the adapter's own domain
 
@@ -36,12 +36,12 @@ def state_dir(repo_root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def manifest(state_dir: Path) -> dict[str, Any]:
-    return build_local_models(state_dir, progress=False)
+    return build_tiny_models(state_dir, progress=False)
 
 
 @pytest.fixture(scope="session")
 def paths(manifest: dict[str, Any], state_dir: Path) -> ModelPaths:
-    return local_model_paths(state_dir)
+    return tiny_model_paths(state_dir)
 
 
 @pytest.fixture(scope="session")
@@ -133,10 +133,10 @@ def test_small_model_answers_and_stops_with_eos(paths: ModelPaths) -> None:
 
 
 def test_second_build_is_a_fast_no_op(state_dir: Path, manifest: dict[str, Any]) -> None:
-    root = local_model_paths(state_dir).root
+    root = tiny_model_paths(state_dir).root
     before = {p: os.stat(p).st_mtime_ns for p in root.rglob("*")}
     started = time.perf_counter()
-    again = build_local_models(state_dir, progress=False)
+    again = build_tiny_models(state_dir, progress=False)
     elapsed = time.perf_counter() - started
     assert elapsed < 2.0
     assert again["fingerprint"] == manifest["fingerprint"]
@@ -154,11 +154,11 @@ def test_rebuild_swaps_in_whole_and_removes_interrupted_leftovers(tmp_path: Path
     )
     leftover = tmp_path / "models.tmp-999999"
     (leftover / "small").mkdir(parents=True)
-    first = build_local_models(tmp_path, progress=False, spec=tiny)
+    first = build_tiny_models(tmp_path, progress=False, spec=tiny)
     assert not leftover.exists()
     assert up_to_date(tmp_path, tiny) == first
     assert up_to_date(tmp_path) is None  # the default spec has another fingerprint
-    second = build_local_models(tmp_path, force=True, progress=False, spec=tiny)
+    second = build_tiny_models(tmp_path, force=True, progress=False, spec=tiny)
     assert second["fingerprint"] == first["fingerprint"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "models.lock"]
     assert up_to_date(tmp_path, tiny) == second
