@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.spillway-installed
 CONFIG ?= serve_config/local.yaml
 
-.PHONY: install models serve test test-fast lint bench lock clean
+.PHONY: install models test-models serve test test-fast lint bench lock clean
 
 install: $(STAMP)
 
@@ -21,16 +21,20 @@ $(STAMP): requirements/cpu.lock requirements/cpu-nodeps.txt pyproject.toml
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-# Local models, adapters and router artifact under .spillway/ (a second run does nothing).
+# Real models, adapters and router artifact under .spillway/ (a second run does nothing).
 models: install
 	$(BIN)/spillway models build
+
+# The tests also need the tiny stand-in models (.spillway/tiny/) for their fast serving tests.
+test-models: install
+	$(BIN)/spillway models build --tiny
 
 serve: models
 	$(BIN)/spillway serve --config $(CONFIG)
 
 # The import contracts (pyproject.toml, docs/architecture.md) first: seconds, and a broken room
 # fails before the long suite starts.
-test: models
+test: test-models
 	$(BIN)/lint-imports --no-logo
 	$(BIN)/pytest
 

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-CODE = ("orchestrator", "cascade", "router_training", "bench", "tests")
+CODE = ("orchestrator", "cascade", "router_training", "adapter_training", "bench", "tests")
 DATA_MODULES = {Path("router_training/samples/vocab.py")}  # the shipped sample's vocabulary
 MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 60
