@@ -84,10 +84,10 @@ def _ingress_scaling(config: SpillwayConfig) -> dict[str, Any]:
 
 def _model_deployment(serve: Any, name: str, model: ModelSettings, logs: dict[str, Any]) -> Any:
     """A vLLM engine inside the replica, or a client of a server that runs the model."""
-    from orchestrator.backends.llm import LLMDeployment  # imports vLLM: only when building
+    from orchestrator.backends.llm import ServedLLMDeployment  # imports vLLM: only when building
     from orchestrator.backends.remote import RemoteLLMDeployment
 
-    backend: type = LLMDeployment if model.engine is not None else RemoteLLMDeployment
+    backend: type = ServedLLMDeployment if model.engine is not None else RemoteLLMDeployment
     backend_config = model.engine if model.engine is not None else model.remote
     assert backend_config is not None
     actor_options: dict[str, Any] = {"num_cpus": model.num_cpus, "num_gpus": model.num_gpus}

@@ -48,6 +48,14 @@ class VLLMEngineConfig(BaseModel):
         "Two engines on one machine should get different cores.",
     )
     seed: int = Field(0, description="Engine seed (requests may pass their own).")
+    warm_up_tokens: int = Field(
+        8,
+        ge=0,
+        le=64,
+        description="Before the replica reports ready, generate this many tokens with the base "
+        "model and with each adapter, so the first real request does not pay for kernel set-up "
+        "and adapter loading (15 s on this CPU). 0 skips the warm-up.",
+    )
     max_num_seqs: int = Field(64, ge=1, description="Sequences in one batch, max.")
     max_num_batched_tokens: int | None = Field(
         None, ge=16, description="Tokens in one engine step, max; default: vLLM's."
