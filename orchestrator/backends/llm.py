@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
@@ -224,8 +225,6 @@ class LLMDeployment:
         adapter loads it; on this CPU that took 15 s, which a client should not wait for after
         the service said it was ready. Returns the seconds each request took (base first).
         """
-        import time
-
         seconds = []
         for adapter in [None, *self.config.adapters]:
             started = time.perf_counter()

@@ -79,6 +79,8 @@ def build(
     from orchestrator.localmodels.build import build_models, up_to_date
     from orchestrator.localmodels.fetch import ModelSourceError
 
+    if no_progress:
+        _hide_library_progress_bars()
     found = None if force else up_to_date(state_dir, small_source, large_source)
     try:
         manifest = found or build_models(
@@ -97,6 +99,17 @@ def build(
         click.echo(json.dumps(manifest, indent=2))
         return
     click.echo(_summary(state_dir, manifest, fresh=found is None, router_built=router_built))
+
+
+def _hide_library_progress_bars() -> None:
+    """transformers and huggingface_hub draw their own bars (GGUF de-quantizing, weight
+    loading); --no-progress means none at all, e.g. in CI logs."""
+    import os
+
+    from transformers.utils import logging as hf_logging
+
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    hf_logging.disable_progress_bar()
 
 
 def _build_router(state_dir: Path, force: bool, progress: bool) -> bool:

