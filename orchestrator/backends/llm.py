@@ -155,10 +155,14 @@ class LLMDeployment:
         from vllm.inputs import tokens_input
         from vllm.sampling_params import RequestOutputKind, SamplingParams
 
+        sampling = self.config.sampling
+        temperature, top_p = request.temperature, request.top_p
         params = SamplingParams(
             max_tokens=request.max_tokens,
-            temperature=request.temperature,
-            top_p=request.top_p,
+            temperature=sampling.temperature if temperature is None else temperature,
+            top_p=sampling.top_p if top_p is None else top_p,
+            top_k=sampling.top_k,
+            repetition_penalty=sampling.repetition_penalty,
             stop=request.stop,
             seed=request.seed,
             logprobs=0,  # 0 = just the sampled token's logprob

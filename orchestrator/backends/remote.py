@@ -114,11 +114,14 @@ class RemoteLLMDeployment:
             "model": name,
             "messages": [chat_message(m) for m in request.messages],
             "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
-            "top_p": request.top_p,
             "logprobs": True,
             "top_logprobs": 0,
         }
+        # None: the client sent none, so the remote server's own default applies.
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
         if request.stop:
             body["stop"] = request.stop
         if request.seed is not None:

@@ -52,13 +52,15 @@ class ChatMessage:
 
 @dataclass
 class GenerationRequest:
-    """One chat completion for the engine; ``adapter`` None means the base model."""
+    """One chat completion for the engine; ``adapter`` None means the base model.
+
+    ``temperature`` / ``top_p`` None: the engine's own defaults (a client that sends none)."""
 
     messages: list[ChatMessage] | list[dict[str, Any]]
     adapter: str | None = None
     max_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
+    temperature: float | None = 0.0
+    top_p: float | None = 1.0
     stop: list[str] | None = None
     seed: int | None = None
     request_id: str | None = None
@@ -66,9 +68,9 @@ class GenerationRequest:
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
             raise LLMRequestError("max_tokens must be at least 1", "max_tokens")
-        if self.temperature < 0:
+        if self.temperature is not None and self.temperature < 0:
             raise LLMRequestError("temperature must be >= 0", "temperature")
-        if not 0 < self.top_p <= 1:
+        if self.top_p is not None and not 0 < self.top_p <= 1:
             raise LLMRequestError("top_p must be in (0, 1]", "top_p")
         if not self.messages:
             raise LLMRequestError("messages must not be empty", "messages")

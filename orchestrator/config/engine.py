@@ -10,13 +10,30 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["GIB", "DType", "LoRARank", "VLLMEngineConfig", "engine_kwargs"]
+__all__ = ["GIB", "DType", "LoRARank", "SamplingDefaults", "VLLMEngineConfig", "engine_kwargs"]
 
 LoRARank = Literal[1, 8, 16, 32, 64, 128, 256, 320, 512]  # vllm.config.lora.MaxLoRARanks
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 GIB = 1 << 30
 # Engine arguments the config sets through its own fields (not through extra_engine_args).
 _LORA_ARGS = ("enable_lora", "max_loras", "max_lora_rank", "max_cpu_loras")
+
+
+class SamplingDefaults(BaseModel):
+    """Sampling for requests that leave it unset: a model's recommended settings, as vLLM's
+    own server takes them from the model's generation config (Spillway's local models are
+    converted from GGUF, which carries none). The defaults are the OpenAI API's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float = Field(1.0, ge=0, le=2, description="When a request sends none.")
+    top_p: float = Field(1.0, gt=0, le=1, description="When a request sends none.")
+    top_k: int = Field(
+        0, ge=0, description="Sample from the k likeliest tokens only; 0 = all (every request)."
+    )
+    repetition_penalty: float = Field(
+        1.0, gt=0, le=2, description="Above 1 discourages repeating tokens (every request)."
+    )
 
 
 class VLLMEngineConfig(BaseModel):
@@ -48,6 +65,11 @@ class VLLMEngineConfig(BaseModel):
         "Two engines on one machine should get different cores.",
     )
     seed: int = Field(0, description="Engine seed (requests may pass their own).")
+    sampling: SamplingDefaults = Field(
+        default_factory=SamplingDefaults,
+        description="Sampling defaults for requests that set none (temperature, top_p) and "
+        "the engine-side settings the OpenAI API has no field for (top_k, repetition_penalty).",
+    )
     warm_up_tokens: int = Field(
         8,
         ge=0,

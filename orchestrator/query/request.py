@@ -92,8 +92,16 @@ class ChatCompletionRequest(BaseModel):
     messages: list[ChatMessageIn] = Field(min_length=1, description="The conversation so far.")
     max_tokens: int | None = Field(None, ge=1, description="Most completion tokens.")
     max_completion_tokens: int | None = Field(None, ge=1, description="Alias of max_tokens.")
-    temperature: float = Field(1.0, ge=0, le=2, description="Sampling temperature.")
-    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
+    temperature: float | None = Field(
+        None,
+        ge=0,
+        le=2,
+        description="Sampling temperature; omitted: the serving engine's default "
+        "(`engine.sampling.temperature`, as vLLM takes a model's generation config).",
+    )
+    top_p: float | None = Field(
+        None, gt=0, le=1, description="Nucleus sampling mass; omitted: the engine's default."
+    )
     n: int = Field(1, ge=1, le=1, description="Only one choice is supported.")
     stream: bool = Field(False, description="Server-sent events instead of one JSON body.")
     stream_options: StreamOptions | None = Field(None, description="Streaming options.")

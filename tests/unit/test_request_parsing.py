@@ -20,7 +20,7 @@ def test_valid_request_parses_with_defaults() -> None:
     request = parse_chat_request(_body())
     assert request.model == "auto"
     assert request.messages[0].text() == "hi"
-    assert request.temperature == 1.0
+    assert request.temperature is None and request.top_p is None  # the engine's defaults
     assert request.requested_max_tokens() is None
 
 
