@@ -4,11 +4,11 @@ model and with a LoRA adapter, all in one run (the LoRA slowdown is the ratio of
 Each engine is the service's own `LLMDeployment` built from the config's engine settings, in
 this process, one after the other (so they do not share the cores). Generation is greedy with
 `ignore_eos`-like fixed lengths: every request asks for `--tokens` tokens of a long answer and
-the rate counts the tokens actually produced. Reports the median of `--repeats` runs, and the
-resident memory of the engine's processes.
+the rate counts the tokens actually produced. Reports the median of `--repeats` runs (base and
+LoRA interleaved), and the resident memory of the engine's processes.
 
     .venv/bin/python bench/engines.py [--config serve_config/local.yaml] [--tokens 64]
-        [--repeats 3] [--json]
+        [--repeats 5] [--json]
 """
 
 from __future__ import annotations
@@ -68,10 +68,15 @@ async def _measure_engine(settings: Any, tokens: int, repeats: int) -> dict[str,
         await engine.warm_up()
         adapter = next(iter(settings.adapters), None)
         report: dict[str, Any] = {"model": Path(settings.model).name}
-        for label, name in [("base", None)] + ([("lora", adapter)] if adapter else []):
+        cells = [("base", None)] + ([("lora", adapter)] if adapter else [])
+        rates: dict[str, list[float]] = {}
+        # Interleaved (base, LoRA, base, LoRA, ...) so the machine's drift hits both alike.
+        for _ in range(repeats):
             for count in (1, 8):
-                rates = [await _rate(engine, name, count, tokens) for _ in range(repeats)]
-                report[f"{label}_{count}_tok_s"] = round(statistics.median(rates), 1)
+                for label, name in cells:
+                    rate = await _rate(engine, name, count, tokens)
+                    rates.setdefault(f"{label}_{count}_tok_s", []).append(rate)
+        report.update({key: round(statistics.median(v), 1) for key, v in rates.items()})
         if adapter:
             for count in (1, 8):
                 ratio = report[f"lora_{count}_tok_s"] / report[f"base_{count}_tok_s"]
@@ -86,7 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="serve_config/local.yaml")
     parser.add_argument("--tokens", type=int, default=64, help="tokens asked per request")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per cell (median)")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per cell (median)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     from orchestrator.config import load_config
