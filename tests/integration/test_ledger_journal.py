@@ -117,5 +117,5 @@ def test_answers_and_refusals_are_journaled_with_what_was_asked(tmp_path: Path) 
             ).json()
             for response in (answered, refused, streamed_refusal)
         }
-    by_status = {(row["http_status"], row["model_requested"], row["stream"]) for row in rows.values()}
+    by_status = {(r["http_status"], r["model_requested"], r["stream"]) for r in rows.values()}
     assert by_status == {(200, "auto", False), (400, "auto", False), (400, "legal", True)}

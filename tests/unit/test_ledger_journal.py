@@ -53,7 +53,7 @@ def test_concurrent_rows_share_syncs(tmp_path: Path) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    done, not_done = wait(futures, timeout=30)
+    _, not_done = wait(futures, timeout=30)
     assert not not_done
     stats = journal.stats()
     assert stats.rows_journaled == 800 and sorted(passed) == sorted(on_disk(tmp_path))
