@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -247,7 +248,16 @@ class Ledger:
 
     @property
     def stats(self) -> LedgerStats:
-        return self._rows.stats()
+        stats = self._rows.stats()
+        journal = self._journal.stats() if self._journal is not None else None
+        if journal is None:
+            return stats
+        return replace(
+            stats,
+            rows_journaled=journal.rows_journaled,
+            batches_journaled=journal.syncs,
+            rows_recovered=journal.rows_recovered,
+        )
 
     @property
     def journal_stats(self) -> JournalStats | None:
