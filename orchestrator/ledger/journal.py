@@ -243,13 +243,13 @@ class Journal:
         for path in sorted(self.directory.glob("*.jsonl")):
             if path.name.startswith(self._owner + "-"):
                 continue
-            with _OrphanSegment(path) as rows:
+            with _OrphanSegment(path) as orphan:
+                rows = orphan.rows
                 if rows is None:
                     continue  # a live process holds it
-                if rows:
-                    self._write(rows)
-                    for row in rows:
-                        self._pass_on(row)
+                orphan.keep = bool(rows) and not self._write(rows)  # not durable here: keep it
+                for row in rows:
+                    self._pass_on(row)
                 recovered += len(rows)
                 log.warning("ledger journal: recovered %d rows from %s", len(rows), path.name)
         self._count("rows_recovered", recovered)
@@ -257,31 +257,35 @@ class Journal:
 
 
 class _OrphanSegment:
-    """Context manager: the rows of segment `path` if no live process holds its lock (None
-    otherwise); on a clean exit the file is deleted, still under the lock."""
+    """Context manager over segment `path`: `rows` are its rows if no live process holds its
+    lock (None otherwise); on a clean exit the file is deleted, still under the lock, unless
+    `keep` was set."""
 
     def __init__(self, path: Path):
         self.path = path
         self.fd = -1
+        self.rows: list[LedgerRow] | None = None
+        self.keep = False
 
-    def __enter__(self) -> list[LedgerRow] | None:
+    def __enter__(self) -> _OrphanSegment:
         try:
             self.fd = os.open(self.path, os.O_RDONLY)
         except OSError:  # already gone
-            return None
+            return self
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:  # held by its owner, alive
             os.close(self.fd)
             self.fd = -1
-            return None
-        return list(_read_rows(self.path))
+            return self
+        self.rows = list(_read_rows(self.path))
+        return self
 
     def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
         if self.fd < 0:
             return
         try:
-            if kind is None:
+            if kind is None and not self.keep:
                 self.path.unlink(missing_ok=True)
         finally:
             os.close(self.fd)

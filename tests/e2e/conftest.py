@@ -124,6 +124,14 @@ def local_models_built() -> None:
 
 
 @pytest.fixture(scope="session")
+def router_built() -> None:
+    """The router alone, for tests whose models are the instant backend (a no-op once built)."""
+    from orchestrator.localmodels.router import build_default_router
+
+    build_default_router(REPO / ".spillway", progress=False)
+
+
+@pytest.fixture(scope="session")
 def real_models_built() -> None:
     """The real models, adapters and router local.yaml serves (a no-op once built)."""
     from orchestrator.localmodels.build import build_models

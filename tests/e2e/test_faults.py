@@ -248,7 +248,7 @@ def _killed_under_load(rig: Rig, victim: int, allowed: set[str], after: int = 12
 
 
 def _reasons(load: Load) -> dict[str, int]:
-    return dict(Counter(o.info.get("reason") for o in load.outcomes if o.kind == "answered"))
+    return dict(Counter(str(o.info.get("reason")) for o in load.outcomes if o.kind == "answered"))
 
 
 def test_ingress_replica_killed_under_load(rig: Rig) -> None:

@@ -33,7 +33,7 @@ def backend_url() -> Iterator[str]:
 
 
 def test_sigkilled_ingress_loses_no_answered_row(
-    local_models_built: None, backend_url: str, tmp_path: Path
+    router_built: None, backend_url: str, tmp_path: Path
 ) -> None:
     overrides = instant_models(backend_url) | private_state(tmp_path)
     service, proc = start_service(tmp_path, overrides)

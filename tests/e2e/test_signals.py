@@ -108,7 +108,7 @@ def backend_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def launch(local_models_built: None, backend_url: str, tmp_path: Path) -> Iterator[list[Run]]:
+def launch(router_built: None, backend_url: str, tmp_path: Path) -> Iterator[list[Run]]:
     """Start `spillway serve` (instant models, journaled SQLite ledger) without waiting."""
     runs: list[Run] = []
     yield runs
