@@ -84,7 +84,7 @@ def _journal_counters(base_url: str) -> dict[str, float]:
     """The journal's row and group-commit counts from /metrics (0 with the journal off)."""
     text = httpx.get(f"{base_url}/metrics", timeout=30).text
     found = {}
-    for name in ("rows_journaled", "batches_journaled"):
+    for name in ("rows_journaled", "batches_journaled", "write_journal_seconds"):
         match = re.search(rf"^spillway_ledger_{name}_total ([0-9.e+]+)$", text, re.MULTILINE)
         found[name] = float(match.group(1)) if match else 0.0
     return found

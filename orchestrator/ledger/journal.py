@@ -49,6 +49,7 @@ class JournalStats:
     syncs: int = 0  # group commits: rows_journaled / syncs is the mean group size
     rows_recovered: int = 0  # adopted from the segments of a process that died
     write_failures: int = 0  # rows passed on without being durable (the disk refused them)
+    sync_seconds: float = 0.0  # time spent writing and syncing, all group commits together
     segments: int = 0  # segment files this journal holds now
 
 
@@ -77,6 +78,7 @@ class Journal:
         self._current: _Segment | None = None
         self._counts = {"rows_journaled": 0, "syncs": 0, "rows_recovered": 0}
         self._counts["write_failures"] = 0
+        self._sync_seconds = 0.0
         self._then: Callable[[LedgerRow], None] = lambda row: None
         self._closing = False
         self._thread: threading.Thread | None = None
@@ -148,7 +150,9 @@ class Journal:
 
     def stats(self) -> JournalStats:
         with self._cv:
-            return JournalStats(**self._counts, segments=len(self._segments))
+            return JournalStats(
+                **self._counts, sync_seconds=self._sync_seconds, segments=len(self._segments)
+            )
 
     # ----- the committer thread -------------------------------------------------------------
     def _run(self) -> None:
@@ -177,6 +181,7 @@ class Journal:
         """Append `rows` to the current segment with one write and one fdatasync."""
         segment = self._current_for_write()
         data = "".join(row.model_dump_json() + "\n" for row in rows).encode("utf-8")
+        started = time.perf_counter()
         try:
             _write_all(segment.fd, data)
             os.fdatasync(segment.fd)
@@ -184,6 +189,7 @@ class Journal:
             log.error("cannot write the ledger journal %s: %s", segment.path, error)
             return False
         with self._cv:
+            self._sync_seconds += time.perf_counter() - started
             segment.rows += len(rows)
             segment.outstanding += len(rows)
             for row in rows:

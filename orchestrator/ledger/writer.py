@@ -257,6 +257,7 @@ class Ledger:
             rows_journaled=journal.rows_journaled,
             batches_journaled=journal.syncs,
             rows_recovered=journal.rows_recovered,
+            write_journal_seconds=journal.sync_seconds,
         )
 
     @property
