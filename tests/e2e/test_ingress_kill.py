@@ -60,3 +60,5 @@ def test_sigkilled_ingress_loses_no_answered_row(
     state = Path(yaml.safe_load(service.config_path.read_text())["server"]["state_dir"])
     leftover = [p for d in state.glob("journal-*") for p in d.glob("*.jsonl")]
     assert leftover == []
+    # the new replica replayed the dead one's journal (its rows already stored were skipped)
+    assert "ledger journal: recovered" in service.log_path.read_text(errors="replace")
