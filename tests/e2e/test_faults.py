@@ -132,7 +132,9 @@ def _kill_leftovers(sessions: list[int]) -> None:
 @pytest.fixture(scope="module")
 def rig(local_models_built: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     try:
-        pg = start_server()
+        # Durable, as a ledger database must be: with synchronous_commit off, a SIGKILLed
+        # server loses commits it had acknowledged (seen: 2 rows), which no client can redo.
+        pg = start_server(durable=True)
     except PostgresUnavailable as error:
         pytest.skip(f"no PostgreSQL server: {error}")
     tmp = tmp_path_factory.mktemp("faults")
