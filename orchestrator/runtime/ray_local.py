@@ -43,6 +43,10 @@ def runtime_env_vars(config: SpillwayConfig) -> dict[str, str]:
         # included: it prints a stack and aborts (exit 134) instead of letting the process
         # stop cleanly. Stops are ours to handle (runtime/signals.py).
         "RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1",
+        # vLLM's own logging setup (logging.config.dictConfig) closes every existing handler,
+        # Serve's replica log handlers included; a restarted Serve controller then fails to
+        # take the engine replicas over (AttributeError in is_allocated) and replaces them.
+        "VLLM_CONFIGURE_LOGGING": "0",
     }
 
 
