@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -121,6 +122,7 @@ def cluster() -> Iterator[Cluster]:
         yield nodes
     finally:
         nodes.kill_all()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _config(tmp: Path, backend_url: str, db_url: str, port: int) -> Path:
