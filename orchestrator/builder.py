@@ -122,9 +122,14 @@ def app_builder(args: dict[str, Any]) -> Any:
 
 def build_replica(config: SpillwayConfig, backends: Backends) -> ReplicaParts:
     """One ingress replica's objects, with a started ledger that keeps serving through a
-    database outage (rows spool to the state directory until it is back)."""
-    spool = config.ledger.spool_path(config.server.state_dir)  # one per database
-    ledger = Ledger(config.ledger.resolved_url(), spool_path=spool)
+    database outage (rows spool to the state directory until it is back) and, with
+    `ledger.journal`, journals each row before its response leaves."""
+    state_dir = config.server.state_dir
+    ledger = Ledger(
+        config.ledger.resolved_url(),
+        spool_path=config.ledger.spool_path(state_dir),  # one per database
+        journal_dir=config.ledger.journal_path(state_dir),
+    )
     ledger.start(require_database=False)
     return assemble_replica(config, backends, ledger)
 

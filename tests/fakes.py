@@ -7,6 +7,7 @@ import math
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.backends.llm import GenerationRequest, GenerationResult, StreamDelta
@@ -145,16 +146,19 @@ class FakeModels:
 
 
 @contextmanager
-def in_process_app(config: SpillwayConfig, models: Any) -> Iterator[tuple[TestClient, Ledger]]:
-    """The real ingress app over `models` (anything with `backends()`) and a started ledger,
-    behind a TestClient; the ledger is closed afterwards."""
+def in_process_app(
+    config: SpillwayConfig, models: Any, journal_dir: Path | None = None
+) -> Iterator[tuple[TestClient, Ledger]]:
+    """The real ingress app over `models` (anything with `backends()`) and a started ledger
+    (journaled in `journal_dir`, if given), behind a TestClient; the ledger is closed
+    afterwards."""
     from fastapi.testclient import TestClient
 
     from orchestrator.api.app import create_app
     from orchestrator.builder import assemble_replica
     from orchestrator.ledger import Ledger
 
-    ledger = Ledger(config.ledger.url)
+    ledger = Ledger(config.ledger.url, journal_dir=journal_dir)
     ledger.start()
     parts = assemble_replica(config, models.backends(), ledger)
     try:

@@ -17,6 +17,7 @@ import glob
 import itertools
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -145,6 +146,15 @@ class PostgresServer:
         if self.running:
             self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
             self.running = False
+
+    def kill(self) -> None:
+        """SIGKILL the server's postmaster, as a crash would; its backends exit after it."""
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.running = False
 
     def destroy(self) -> None:
         try:

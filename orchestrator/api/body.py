@@ -12,9 +12,11 @@ from starlette.requests import Request
 from orchestrator.errors import InvalidRequest, PayloadTooLarge, from_validation_error
 from orchestrator.query.request import ChatCompletionRequest
 
-__all__ = ["parse_chat_request", "parse_model", "read_body"]
+__all__ = ["parse_chat_request", "parse_model", "read_body", "requested"]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+# A refused request's `model` is recorded up to this many characters.
+MODEL_TEXT_MAX = 200
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -30,6 +32,22 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"The request body is over the limit of {limit} bytes.")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def requested(raw: bytes) -> tuple[str, bool]:
+    """What a chat body asks for (`model`, `stream`) as far as it says, before and whatever
+    its validation: the ledger row of a refused request records it. A model that is not a
+    string is recorded as its JSON text; a body that is not a JSON object asks for ''."""
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return "", False
+    if not isinstance(data, dict):
+        return "", False
+    model = data.get("model", "")
+    if not isinstance(model, str):
+        model = json.dumps(model)[:MODEL_TEXT_MAX]
+    return model[:MODEL_TEXT_MAX], data.get("stream") is True
 
 
 def parse_chat_request(raw: bytes) -> ChatCompletionRequest:

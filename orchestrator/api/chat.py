@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from orchestrator.api.body import parse_chat_request, read_body
+from orchestrator.api.body import parse_chat_request, read_body, requested
 from orchestrator.api.errors import ClientClosed, as_spillway_error, error_response
 from orchestrator.api.parts import ReplicaParts
 from orchestrator.backends.types import StreamDelta
@@ -36,8 +36,11 @@ def chat_router(parts: ReplicaParts) -> APIRouter:
         tenant = parts.authenticate(request)
         trace = QueryTrace(new_query_id(), tenant.name, model_requested="", stream=False)
         try:
-            await parts.admission.admit(tenant)  # before the body is read: a refusal runs nothing
+            # The body first, so even a refused request's row says what was asked; reading
+            # it (within the size limit) runs no model.
             raw = await read_body(request, parts.config.limits.max_body_bytes)
+            trace.model_requested, trace.stream = requested(raw)
+            await parts.admission.admit(tenant)
             parsed = parse_chat_request(raw)
             trace.model_requested, trace.stream = parsed.model, parsed.stream
             timeout = parts.config.server.request_timeout_s
@@ -46,7 +49,7 @@ def chat_router(parts: ReplicaParts) -> APIRouter:
             return await asyncio.wait_for(_complete(parts, parsed, trace), timeout)
         except Exception as exc:  # every failure becomes a clean error and a ledger row
             error = as_spillway_error(exc)
-            parts.recorder.record_failure(trace, error)
+            await parts.recorder.record_failure(trace, error)
             response = error_response(error)
             response.headers["x-spillway-query-id"] = trace.query_id
             return response
@@ -68,7 +71,7 @@ async def _complete(
         completion_tokens=result.completion_tokens,
         info=info,
     )
-    parts.recorder.record(trace, status=200)
+    await parts.recorder.record(trace, status=200)  # durable before the answer leaves
     return JSONResponse(body, headers=info.headers())
 
 
@@ -111,19 +114,22 @@ async def _sse_events(
             if delta.text:
                 yield event({"content": delta.text})
         finish = last.finish_reason if last and last.finish_reason else "stop"
-        yield event({}, finish_reason=finish, extra=_final_extra(trace, last))
-        yield "data: [DONE]\n\n"
-        parts.recorder.record(trace, status=200)
+        final = event({}, finish_reason=finish, extra=_final_extra(trace, last))
         recorded = True
+        await parts.recorder.record(trace, status=200)  # durable before the last chunk
+        yield final
+        yield "data: [DONE]\n\n"
     except Exception as exc:  # headers are gone: report in-band, record, end the stream
         error = as_spillway_error(exc)
-        parts.recorder.record_failure(trace, error)
-        recorded = True
+        if not recorded:
+            recorded = True
+            await parts.recorder.record_failure(trace, error)
         yield f"data: {json.dumps(error.body())}\n\n"
         yield "data: [DONE]\n\n"
     finally:
         if not recorded:  # cancelled: the client disconnected mid-stream
-            parts.recorder.record_failure(trace, ClientClosed("The client closed the stream."))
+            closed = ClientClosed("The client closed the stream.")
+            parts.recorder.record_failure_nowait(trace, closed)
 
 
 def _final_extra(trace: QueryTrace, last: StreamDelta | None) -> dict[str, Any]:

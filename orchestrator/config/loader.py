@@ -218,6 +218,8 @@ def _resolve_paths(config: SpillwayConfig, base: Path) -> SpillwayConfig:
         config.ledger.url = "sqlite:///" + resolve(url.removeprefix("sqlite:///"))
     if config.ledger.spool_file:
         config.ledger.spool_file = resolve(config.ledger.spool_file)
+    if config.ledger.journal_dir:
+        config.ledger.journal_dir = resolve(config.ledger.journal_dir)
     return config
 
 

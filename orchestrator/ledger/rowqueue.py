@@ -29,6 +29,10 @@ class LedgerStats:
     rows_spooled: int = 0
     rows_rejected: int = 0  # refused by the database; kept in <spool>.rejected or the log
     rows_dropped: int = 0  # recorded after close(), not a LedgerRow, or lost at shutdown
+    rows_journaled: int = 0  # made durable in the local journal (0 without one)
+    batches_journaled: int = 0  # the journal's group commits: one fdatasync each
+    rows_recovered: int = 0  # adopted from the journal of a process that died
+    write_journal_seconds: float = 0.0  # spent in the journal's writes and fdatasyncs
     queued: int = 0  # waiting for the writer now
     spooled: int = 0  # in the spool now, waiting for the database
     database_available: bool = True

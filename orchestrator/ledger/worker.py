@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
@@ -39,6 +40,7 @@ class Worker:
         *,
         schema_ready: bool,
         retry_interval_s: float,
+        on_saved: Callable[[list[LedgerRow]], None] | None = None,
     ):
         self.rows = rows
         self.retry_interval_s = retry_interval_s
@@ -47,6 +49,7 @@ class Worker:
         self.schema_ready = schema_ready
         self.available = schema_ready
         self.retry_at = 0.0
+        self.on_saved = on_saved  # told which rows are in the database or the spool file
 
     # ----- the loop -------------------------------------------------------------------------
     def run(self) -> None:
@@ -57,6 +60,7 @@ class Worker:
             except Exception:  # the writer must outlive any bug: keep the rows, log, go on
                 log.exception("ledger writer failed; keeping %d rows in the spool", len(batch))
                 self._spool_rows(batch)
+            self._saved(batch)
             self.rows.batch_handled(len(batch), len(self.spool))
             if stopping:
                 self._finish()
@@ -72,6 +76,15 @@ class Worker:
         if try_db and self._write(batch):
             return
         self._spool_rows(batch)
+
+    def _saved(self, batch: list[LedgerRow]) -> None:
+        """Tell the journal the batch is saved, unless the spool could only hold it in memory
+        (then the journal keeps its copy for the next start)."""
+        if self.on_saved is not None and batch and not self.spool.in_memory:
+            try:
+                self.on_saved(batch)
+            except Exception:
+                log.exception("could not release %d journaled rows", len(batch))
 
     def _finish(self) -> None:
         """On close: a last attempt at the spool; rows only held in memory are reported lost."""

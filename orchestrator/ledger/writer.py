@@ -1,8 +1,10 @@
 """`Ledger`: the request path's handle on the cost ledger.
 
-`record()` only appends to an in-memory queue under a lock (microseconds, never raises); a
-background thread (`worker.Worker`) writes batches. Reads see rows still queued or spooled,
-so a client can fetch its row right after its response.
+`record()` never blocks and never raises: it appends to an in-memory queue under a lock, or
+with a journal hands the row to the journal's committer, and returns a future that completes
+once the row is durable on this host (at once without a journal). A background thread
+(`worker.Worker`) writes batches to the database. Reads see rows still queued or spooled, so a
+client can fetch its row right after its response.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import atexit
 import logging
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,7 @@ from orchestrator.ledger.engine import (
     unavailable_message,
 )
 from orchestrator.ledger.errors import LedgerError, LedgerUnavailable, UnknownQueryError
+from orchestrator.ledger.journal import Journal, JournalStats
 from orchestrator.ledger.row import LedgerRow
 from orchestrator.ledger.rowqueue import LedgerStats, RowQueue
 from orchestrator.ledger.spool import Spool
@@ -41,7 +46,10 @@ class Ledger:
 
     `url` is `sqlite:///path` or `postgresql+psycopg://...`. With `spool_path`, rows that
     cannot reach the database are appended (fsync'd) to that JSONL file and replayed when it
-    returns; without it they wait in memory. Use `start()` / `close()` or a `with` block.
+    returns; without it they wait in memory. With `journal_dir`, every row is fsync'd to a
+    local journal before `record`'s future completes, and rows a killed process journaled but
+    had not saved are adopted at the next start on that directory (journal.py). Use `start()`
+    / `close()` or a `with` block.
     """
 
     def __init__(
@@ -54,6 +62,7 @@ class Ledger:
         retry_interval_s: float = 1.0,
         busy_timeout_ms: int = 5000,
         connect_timeout_s: float = 5.0,
+        journal_dir: Path | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -69,6 +78,7 @@ class Ledger:
         self._rows = RowQueue(batch_size, flush_interval_s)
         self._engine: Engine | None = None
         self._thread: threading.Thread | None = None
+        self._journal = Journal(Path(journal_dir)) if journal_dir is not None else None
 
     def __enter__(self) -> Ledger:
         self.start()
@@ -110,11 +120,16 @@ class Ledger:
             spool,
             schema_ready=schema_ready,
             retry_interval_s=self.retry_interval_s,
+            on_saved=self._journal.release if self._journal is not None else None,
         )
         self._thread = threading.Thread(
             target=worker.run, name="spillway-ledger-writer", daemon=True
         )
         self._thread.start()
+        if self._journal is not None:
+            recovered = self._journal.start(then=self._rows.put)
+            if recovered:
+                log.warning("ledger: %d journaled rows of a stopped process queued", recovered)
         atexit.register(self.close)  # interpreter exit flushes even if the owner forgot
 
     def close(self, timeout: float = 30.0) -> bool:
@@ -122,6 +137,8 @@ class Ledger:
 
         Returns False if rows could not be saved in time, or any row was dropped (see stats).
         """
+        if self._journal is not None:
+            self._journal.drain(timeout)  # every journaled row reaches the queue first
         if not self._rows.close():
             return self._thread is None or not self._thread.is_alive()
         atexit.unregister(self.close)
@@ -135,6 +152,8 @@ class Ledger:
             return False
         if self._engine is not None:
             self._engine.dispose()
+        if self._journal is not None:
+            self._journal.close()
         return self._rows.stats().rows_dropped == 0
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -146,19 +165,29 @@ class Ledger:
         return self._rows.wait_flushed(timeout, self._thread)
 
     # ----- the request path -----------------------------------------------------------------
-    def record(self, row: LedgerRow) -> None:
-        """Queue `row` for writing. Thread-safe, non-blocking; never raises."""
+    def record(self, row: LedgerRow) -> Future[None]:
+        """Queue `row` for writing. Thread-safe, non-blocking; never raises.
+
+        The future completes when the row is durable on this host: at once without a journal
+        (the row is in memory), after the journal's group commit with one. A row that cannot
+        be queued is dropped (logged, counted) and its future completes too: the request path
+        never waits on, nor fails because of, the ledger."""
         try:
             if not isinstance(row, LedgerRow):
                 raise TypeError(f"Ledger.record takes a LedgerRow, got {type(row).__name__}")
+            if self._journal is not None and self._thread is not None:
+                return self._journal.append(row)
             self._rows.put(row)
         except Exception as error:
             self._drop([row], str(error))
+        return _done()
 
     def get(self, query_id: str) -> dict[str, Any] | None:
         """The row of `query_id` as a dict of LedgerRow fields (None if unknown), including
         rows not yet written. Raises `LedgerUnavailable` if it must ask a database that is down."""
         row = self._rows.find(query_id)
+        if row is None and self._journal is not None:
+            row = self._journal.find(query_id)
         if row is not None:
             return row.model_dump()
         engine = self._require_engine()
@@ -219,7 +248,22 @@ class Ledger:
 
     @property
     def stats(self) -> LedgerStats:
-        return self._rows.stats()
+        stats = self._rows.stats()
+        journal = self._journal.stats() if self._journal is not None else None
+        if journal is None:
+            return stats
+        return replace(
+            stats,
+            rows_journaled=journal.rows_journaled,
+            batches_journaled=journal.syncs,
+            rows_recovered=journal.rows_recovered,
+            write_journal_seconds=journal.sync_seconds,
+        )
+
+    @property
+    def journal_stats(self) -> JournalStats | None:
+        """The journal's counters, or None without a journal."""
+        return self._journal.stats() if self._journal is not None else None
 
     # ----- internals ------------------------------------------------------------------------
     def _drop(self, rows: list[Any], reason: str) -> None:
@@ -232,3 +276,9 @@ class Ledger:
         if self._engine is None:
             raise LedgerError(f"the ledger at {describe(self.url)} is not started; call start()")
         return self._engine
+
+
+def _done() -> Future[None]:
+    done: Future[None] = Future()
+    done.set_result(None)
+    return done

@@ -5,10 +5,12 @@ query's path, answered or refused: the row, the tenant's charge, the Prometheus 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -179,7 +181,12 @@ class QueryTrace:
 
 
 class QueryRecorder:
-    """Writes each query's one ledger row (through `QueryTrace.ledger_row`)."""
+    """Writes each query's one ledger row (through `QueryTrace.ledger_row`).
+
+    `record` and `record_failure` are awaited before the response (or a stream's last chunk)
+    leaves: they return once the row is durable on this host (the ledger's journal, when it
+    has one), so no answer reaches a client without its row. `record_nowait` is for the one
+    path that can no longer answer anyone: a stream whose client has gone."""
 
     def __init__(
         self, ledger: Ledger, admission: Admission, settle: Callable[[QueryTrace], None]
@@ -188,20 +195,34 @@ class QueryRecorder:
         self._admission = admission
         self._settle = settle  # QueryService.settle: the service knows the prices
 
-    def record(self, trace: QueryTrace, *, status: int, error: SpillwayError | None = None) -> None:
-        """Queue the row, charge the tenant, count the query. Never raises into the request
-        path for metrics (the ledger's own queue never blocks; see ledger/writer.py)."""
+    async def record(
+        self, trace: QueryTrace, *, status: int, error: SpillwayError | None = None
+    ) -> None:
+        """Record the row (see `record_nowait`) and wait until it is durable."""
+        await asyncio.wrap_future(self.record_nowait(trace, status=status, error=error))
+
+    async def record_failure(self, trace: QueryTrace, error: SpillwayError) -> None:
+        """The row of a query that failed or was refused, durable before the error leaves."""
+        await asyncio.wrap_future(self.record_failure_nowait(trace, error))
+
+    def record_nowait(
+        self, trace: QueryTrace, *, status: int, error: SpillwayError | None = None
+    ) -> Future[None]:
+        """Queue the row, charge the tenant, count the query; the future completes when the
+        row is durable. Never raises into the request path for metrics (the ledger's own
+        queue never blocks; see ledger/writer.py)."""
         row = trace.ledger_row(status=status, error=error)
-        self._ledger.record(row)
+        durable = self._ledger.record(row)
         self._admission.charge(row.tenant, row.cost_usd)
         try:
             observe_query(row)
         except Exception:  # metrics must never fail a query
             log.exception("could not update metrics for %s", trace.query_id)
+        return durable
 
-    def record_failure(self, trace: QueryTrace, error: SpillwayError) -> None:
-        """The row of a query that failed or was refused; attempts that ran are still billed."""
+    def record_failure_nowait(self, trace: QueryTrace, error: SpillwayError) -> Future[None]:
+        """`record_failure` without waiting; attempts that ran are still billed."""
         if trace.cost is None and (trace.small_usage or trace.large_usage):
             self._settle(trace)
         trace.latency_ms.setdefault("total", ms_since(trace.started))
-        self.record(trace, status=error.status, error=error)
+        return self.record_nowait(trace, status=error.status, error=error)

@@ -73,10 +73,17 @@ def write_test_config(
     data["ledger"]["url"] = f"sqlite:///{ledger}"
     for key, value in overrides.items():
         data[key] = value
+    data["ledger"].setdefault("url", f"sqlite:///{ledger}")  # overrides may set other fields
     data["server"]["port"] = free_port()
     path = tmp / "spillway.yaml"
     path.write_text(yaml.safe_dump(data))
     return path, ledger
+
+
+def private_state(tmp: Path) -> dict[str, Any]:
+    """Overrides: the shipped server section with its own state directory under `tmp` (Ray's
+    session files, the journal, the spool), for tests that need no compile cache."""
+    return {"server": local_config_data()["server"] | {"state_dir": str(tmp / "state")}}
 
 
 def wait_ready(base_url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -119,6 +126,14 @@ def local_models_built() -> None:
     from orchestrator.localmodels.tiny.build import build_tiny_models
 
     build_tiny_models(REPO / ".spillway", progress=False)
+    build_default_router(REPO / ".spillway", progress=False)
+
+
+@pytest.fixture(scope="session")
+def router_built() -> None:
+    """The router alone, for tests whose models are the instant backend (a no-op once built)."""
+    from orchestrator.localmodels.router import build_default_router
+
     build_default_router(REPO / ".spillway", progress=False)
 
 

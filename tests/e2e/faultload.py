@@ -4,10 +4,12 @@ stop, and every outcome is classified (answered, clean error, refused, broken, h
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -156,3 +158,52 @@ class Load:
         """Ids of every request the server finished (answered or a clean error)."""
         with self._lock:
             return {o.query_id for o in self.outcomes if o.query_id}
+
+
+# ----- the processes of a run -------------------------------------------------------------------
+def pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def cmdline(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace")
+
+
+def _in_session(pid: int, session: int) -> bool:
+    try:
+        return os.getsid(pid) == session
+    except OSError:
+        return False
+
+
+def named_pid(session: int, marker: str) -> int:
+    """The one process of the serve process `session` whose command line holds `marker`."""
+    found = [pid for pid in pids() if marker in cmdline(pid) and _in_session(pid, session)]
+    assert len(found) == 1, f"expected one process '{marker}', found {found}"
+    return found[0]
+
+
+def replica_pid(session: int, deployment: str) -> int:
+    """The pid of the Serve replica actor of `deployment` started by the serve process
+    `session` (Ray names replica processes `ray::ServeReplica:<app>:<deployment>`)."""
+    return named_pid(session, f"ServeReplica:spillway:{deployment}")
+
+
+def engine_pid(session: int, deployment: str) -> int:
+    """The vLLM engine-core process a model replica started (a child of the replica)."""
+    replica = replica_pid(session, deployment)
+    children = [pid for pid in pids() if _parent(pid) == replica and "EngineCore" in cmdline(pid)]
+    assert len(children) == 1, f"expected one engine process under {replica}: {children}"
+    return children[0]
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[1])

@@ -1,8 +1,10 @@
-"""Faults on the real stack (issue 6): `spillway serve` with two vLLM engines and a PostgreSQL
-ledger, under client load from worker threads, while
+"""Faults on the real stack (issues 6 and 17): `spillway serve` with two vLLM engines and a
+PostgreSQL ledger, under client load from worker threads, while
 
-- the ledger database is stopped and started again,
+- the ledger database is stopped and started again, or SIGKILLed and started again,
 - the small model's Serve replica process is SIGKILLed,
+- the ingress replica, the router replica, the Serve controller, or the small or the large
+  model's vLLM engine process is SIGKILLed,
 - the whole service is stopped (SIGTERM) and started again on the same ledger.
 
 Each time every request must end in an answer or a clean error (OpenAI-shaped, or a refused
@@ -29,7 +31,7 @@ import sqlalchemy as sa
 import yaml
 
 from tests.e2e.conftest import REPO, TEST_CASCADE, stop_service, wait_ready, write_test_config
-from tests.e2e.faultload import Load, send_one
+from tests.e2e.faultload import Load, engine_pid, named_pid, pids, replica_pid, send_one
 from tests.postgres import PostgresServer, PostgresUnavailable, start_server
 
 # Engine starts take 1-3 min alone and much longer on a busy 2-core machine.
@@ -119,7 +121,7 @@ def _write_config(tmp: Path, db_url: str) -> tuple[Path, str]:
 def _kill_leftovers(sessions: list[int]) -> None:
     """SIGKILL any process still in a session this module started (e.g. an engine process
     orphaned by the replica kill)."""
-    for pid in _pids():
+    for pid in pids():
         try:
             if os.getsid(pid) in sessions:
                 os.kill(pid, signal.SIGKILL)
@@ -130,7 +132,9 @@ def _kill_leftovers(sessions: list[int]) -> None:
 @pytest.fixture(scope="module")
 def rig(local_models_built: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     try:
-        pg = start_server()
+        # Durable, as a ledger database must be: with synchronous_commit off, a SIGKILLed
+        # server loses commits it had acknowledged (seen: 2 rows), which no client can redo.
+        pg = start_server(durable=True)
     except PostgresUnavailable as error:
         pytest.skip(f"no PostgreSQL server: {error}")
     tmp = tmp_path_factory.mktemp("faults")
@@ -150,34 +154,6 @@ def rig(local_models_built: None, tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 # ----- helpers ----------------------------------------------------------------------------------
-def _pids() -> list[int]:
-    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return (
-            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        )
-    except OSError:
-        return ""
-
-
-def replica_pid(session: int, deployment: str) -> int:
-    """The pid of the Serve replica actor of `deployment` started by the serve process
-    `session` (Ray names replica processes `ray::ServeReplica:<app>:<deployment>`)."""
-    marker = f"ServeReplica:spillway:{deployment}"
-    found = []
-    for pid in _pids():
-        try:
-            if marker in _cmdline(pid) and os.getsid(pid) == session:
-                found.append(pid)
-        except ProcessLookupError:
-            continue
-    assert len(found) == 1, f"expected one {deployment} replica process, found {found}"
-    return found[0]
-
-
 def ledger_ids(db_url: str) -> set[str]:
     engine = sa.create_engine(db_url)
     try:
@@ -250,6 +226,82 @@ def test_small_replica_killed_under_load(rig: Rig) -> None:
     rig.finished |= load.query_ids()
     rows = wait_for_rows(rig.db_url, rig.finished)
     assert rows == rig.finished, (len(rows), len(rig.finished), load.summary())
+
+
+def _killed_under_load(rig: Rig, victim: int, allowed: set[str], after: int = 12) -> Load:
+    """SIGKILL `victim` while the load runs; every request ends cleanly and every request the
+    server finished has its row (a row without an answer only for a request cut off)."""
+    assert rig.proc is not None
+    wait_models_ready(rig.base_url, rig.proc)  # the previous fault's replica is back
+    with rig.load() as load:
+        load.wait_for("answered", 4, 180)
+        os.kill(victim, signal.SIGKILL)
+        load.phase = "after"
+        load.wait_for("answered", load.count() + after, 300)
+    assert_clean(load, allowed)
+    answered = {o.query_id for o in load.outcomes if o.kind == "answered" and o.query_id}
+    rig.finished |= load.query_ids()
+    rows = wait_for_rows(rig.db_url, rig.finished)
+    assert answered <= rows and rig.finished <= rows, (len(rig.finished - rows), load.summary())
+    cut_off = rows - rig.finished  # recorded, but the answer never reached the client
+    assert len(cut_off) <= load.count("broken"), (len(cut_off), load.summary())
+    rig.finished |= cut_off
+    return load
+
+
+def _reasons(load: Load) -> dict[str, int]:
+    return dict(Counter(str(o.info.get("reason")) for o in load.outcomes if o.kind == "answered"))
+
+
+def test_ingress_replica_killed_under_load(rig: Rig) -> None:
+    assert rig.proc is not None
+    victim = replica_pid(rig.proc.pid, "Ingress")
+    load = _killed_under_load(rig, victim, {"answered", "error", "refused", "broken"})
+    print("ingress kill:", load.by_phase())
+    assert load.count("broken") + load.count("refused") > 0  # the replica really went away
+
+
+def test_router_replica_killed_under_load(rig: Rig) -> None:
+    assert rig.proc is not None
+    load = _killed_under_load(rig, replica_pid(rig.proc.pid, "Router"), {"answered", "error"})
+    faults = Counter(",".join(o.info.get("faults", [])) for o in load.outcomes)
+    print("router kill:", load.by_phase(), "faults:", dict(faults))
+
+
+def test_serve_controller_killed_under_load(rig: Rig) -> None:
+    assert rig.proc is not None
+    victim = named_pid(rig.proc.pid, "ray::ServeController")
+    load = _killed_under_load(rig, victim, {"answered", "error"})
+    print("controller kill:", load.by_phase())
+    assert load.count("error") == 0  # the data plane does not need the controller
+
+
+def test_small_engine_process_killed_under_load(rig: Rig) -> None:
+    assert rig.proc is not None
+    victim = engine_pid(rig.proc.pid, "SmallLLM")
+    load = _killed_under_load(rig, victim, {"answered", "error"})
+    print("small engine kill:", load.by_phase(), "reasons:", _reasons(load))
+
+
+def test_large_engine_process_killed_under_load(rig: Rig) -> None:
+    assert rig.proc is not None
+    victim = engine_pid(rig.proc.pid, "LargeLLM")
+    load = _killed_under_load(rig, victim, {"answered", "error"})
+    print("large engine kill:", load.by_phase(), "reasons:", _reasons(load))
+
+
+def test_ledger_database_sigkilled_loses_no_row(rig: Rig) -> None:
+    with rig.load() as load:
+        load.wait_for("answered", 4, 300)
+        rig.pg.kill()
+        load.wait_for("answered", load.count() + 9, 180)
+        rig.pg.start()
+        load.wait_for("answered", load.count() + 6, 180)
+    print("ledger SIGKILL outcomes:", load.summary())
+    assert_clean(load, {"answered", "error"})
+    rig.finished |= load.query_ids()
+    rows = wait_for_rows(rig.db_url, rig.finished)
+    assert rig.finished <= rows, (len(rig.finished - rows), load.summary())
 
 
 def test_service_restart_mid_run(rig: Rig) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,14 @@ def runtime_env_vars(config: SpillwayConfig) -> dict[str, str]:
         "TOKENIZERS_PARALLELISM": "false",
         # read when Ray Serve is imported, in every Ray process: set before ray.init
         "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1" if config.server.grpc_data_plane else "0",
+        # Ray's C++ core otherwise takes over SIGTERM in every Ray process, the driver
+        # included: it prints a stack and aborts (exit 134) instead of letting the process
+        # stop cleanly. Stops are ours to handle (runtime/signals.py).
+        "RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1",
+        # vLLM's own logging setup (logging.config.dictConfig) closes every existing handler,
+        # Serve's replica log handlers included; a restarted Serve controller then fails to
+        # take the engine replicas over (AttributeError in is_allocated) and replaces them.
+        "VLLM_CONFIGURE_LOGGING": "0",
     }
 
 
@@ -63,15 +72,23 @@ def check_local_files(config: SpillwayConfig) -> list[str]:
     return [path for path in paths if not Path(path).exists()]
 
 
-def start(config: SpillwayConfig) -> Any:
-    """Start local Ray and Serve, deploy the application and wait until it is ready."""
+def start(config: SpillwayConfig, after_ray_init: Callable[[], None] | None = None) -> Any:
+    """Start local Ray and Serve, deploy the application and wait until it is running.
+
+    `after_ray_init` runs as soon as Ray is up: `ray.init` replaces the process's SIGTERM
+    handler, and the CLI puts its own back there."""
+    init_ray(config)
+    if after_ray_init is not None:
+        after_ray_init()
+    return deploy(config)
+
+
+def init_ray(config: SpillwayConfig) -> None:
+    """Start a local Ray instance with the environment every Spillway process needs."""
     env = runtime_env_vars(config)
     apply_env(env)  # before Ray Serve's first import here: it reads RAY_SERVE_* then
 
     import ray
-    from ray import serve
-
-    from orchestrator.builder import APP_NAME, build_app, serve_logging
 
     for key in ("VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR"):
         Path(env[key]).mkdir(parents=True, exist_ok=True)
@@ -84,6 +101,15 @@ def start(config: SpillwayConfig) -> Any:
         logging_level=logging.WARNING,
         configure_logging=True,
     )
+
+
+def deploy(config: SpillwayConfig) -> Any:
+    """Start Serve on the running Ray and deploy the application; returns its handle once
+    every deployment is running."""
+    from ray import serve
+
+    from orchestrator.builder import APP_NAME, build_app, serve_logging
+
     # Build first: from the moment the proxy listens until the app's routes reach it, Serve
     # answers a plain-text 404; deploying right after serve.start keeps that window short.
     app = build_app(config)
@@ -114,6 +140,10 @@ def stop() -> None:
     """Close the HTTP port, delete the application, stop Serve and Ray (and with them every
     engine process)."""
     import ray
+
+    if not ray.is_initialized():  # stopped while Ray was starting: serve.shutdown would start it
+        ray.shutdown()  # stops the node processes already started, if any
+        return
     from ray import serve
 
     try:
