@@ -122,6 +122,19 @@ def test_request_errors_are_typed_and_raised_before_the_engine(fake):
     assert template.value.param == "messages"
 
 
+def test_requests_without_sampling_get_the_engines_defaults(adapter_dir):
+    sampling = {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.05}
+    config = {"model": "m", "served_name": "small", "sampling": sampling}
+    llm = LLMDeployment(config, engine_factory=FakeEngine)
+    unset = llm._prepare(GenerationRequest(messages=MESSAGES, temperature=None, top_p=None),
+                         delta=False)["sampling_params"]  # fmt: skip
+    assert (unset.temperature, unset.top_p, unset.top_k) == (0.7, 0.8, 20)
+    assert unset.repetition_penalty == 1.05
+    greedy = llm._prepare(GenerationRequest(messages=MESSAGES, temperature=0.0, top_p=1.0),
+                          delta=False)["sampling_params"]  # fmt: skip
+    assert (greedy.temperature, greedy.top_p) == (0.0, 1.0)  # greedy: vLLM drops top_k
+
+
 def test_describe_shutdown_and_picklable_data(fake):
     assert fake.describe() == {"served_name": "small", "adapters": ["law"], "max_model_len": 64}
     engine = fake._engine

@@ -131,6 +131,14 @@ def test_base_model_requests_use_the_served_name():
     assert result.model == "base-8b"
 
 
+def test_unset_sampling_is_left_to_the_remote_servers_defaults():
+    server = FakeServer(completion())
+    generate(server, GenerationRequest(messages=MESSAGES, temperature=None, top_p=None))
+    body = server.bodies()[0]
+    assert "temperature" not in body and "top_p" not in body
+    assert body["logprobs"] is True
+
+
 def test_api_key_comes_from_the_named_environment_variable(monkeypatch):
     monkeypatch.setenv("SPILLWAY_TEST_KEY", "sk-secret-123")
     server = FakeServer(completion())
