@@ -27,10 +27,12 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["bert", "tfidf", "hybrid", "ensemble"] = Field(
-        "bert",
-        description="Model family: encoder, TF-IDF + LR, TF-IDF + static vectors + LR, or an "
-        "encoder and a TF-IDF/hybrid model averaged in log-probability (ensemble).",
+    kind: Literal["auto", "bert", "tfidf", "hybrid", "ensemble"] = Field(
+        "auto",
+        description="Model family: auto (train the candidates that fit the time budget and keep "
+        "the best on validation, never worse than TF-IDF), encoder, TF-IDF + LR, TF-IDF + "
+        "static vectors + LR, or an encoder and a TF-IDF/hybrid model averaged in "
+        "log-probability (ensemble).",
     )
     seed: int = Field(0, description="Seed for splits, initialisation and data order.")
     epochs: int | None = Field(None, ge=1, description="Max epochs (None: the kind's default).")
@@ -84,6 +86,19 @@ class TrainConfig(BaseModel):
     progress: bool = Field(True, description="Show progress bars.")
     threads: int = Field(
         1, ge=1, description="CPU threads for torch and ONNX Runtime (1 is fastest on a busy CPU)."
+    )
+
+    time_budget_s: float = Field(
+        600.0,
+        gt=0,
+        description="Wall-time budget of kind auto in seconds: candidates whose estimated cost "
+        "does not fit in what is left are skipped, and the encoder's fine-tuning stops in time.",
+    )
+    encoder_time_limit_s: float | None = Field(
+        None,
+        gt=0,
+        description="Stop fine-tuning an encoder after this many seconds, keeping the best "
+        "validated weights so far (None: no limit; kind auto sets it from the budget).",
     )
 
     @field_validator("ensemble_gate")

@@ -38,7 +38,7 @@ def run_trainer(
         eval_dataset=val_rows,
         data_collator=_collate,
         compute_metrics=_macro_f1,
-        callbacks=[keep],
+        callbacks=[keep, *_deadline(config.encoder_time_limit_s)],
     )
     trainer.remove_callback(PrinterCallback)  # prints log dicts to stdout without --progress
     trainer.train()
@@ -111,6 +111,31 @@ def _keep_best(model: Any, patience: int) -> Any:
                     control.should_training_stop = True
 
     return KeepBest(patience)
+
+
+def _deadline(limit_s: float | None) -> list[Any]:
+    """A callback that stops training ``limit_s`` seconds from now, after one last validation
+    (so ``KeepBest`` sees the partly trained weights); none without a limit."""
+    if limit_s is None:
+        return []
+    import time
+
+    from transformers import TrainerCallback
+
+    stop_at = time.monotonic() + limit_s
+
+    class Deadline(TrainerCallback):
+        """Stop (and validate once more) when the time limit is reached."""
+
+        stopped = False
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if not self.stopped and time.monotonic() >= stop_at:
+                self.stopped = True
+                control.should_training_stop = True
+                control.should_evaluate = True
+
+    return [Deadline()]
 
 
 def _learning_rate(config: TrainConfig, pretrained: bool) -> float:

@@ -63,14 +63,28 @@ def _gate_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--label-field", default="label", show_default=True, help="Field with the label.")
 @click.option("--epochs", type=int, help="Maximum epochs (default: the model kind's).")
 @click.option("--seed", default=0, show_default=True, help="Random seed (training is repeatable).")
-@click.option("--max-length", default=64, show_default=True, help="Tokens kept per query.")
+@click.option(
+    "--max-length", default=64, show_default=True, help="Tokens kept per query (encoders)."
+)
 @click.option("--keep-layers", type=int, help="Keep only the first N layers of --base-model.")
 @click.option("--baseline", type=click.Choice(["tfidf"]), help="Train the TF-IDF + LR baseline.")
 @click.option(
     "--kind",
-    type=click.Choice(["bert", "hybrid", "tfidf", "ensemble"]),
-    help="Model family (default bert; hybrid = TF-IDF + static MiniLM vectors + LR; "
-    "ensemble = the bert encoder + a TF-IDF/hybrid model, log-probabilities averaged).",
+    type=click.Choice(["auto", "bert", "hybrid", "tfidf", "ensemble"]),
+    default="auto",
+    show_default=True,
+    help="Model family. auto: train TF-IDF, hybrid and the MiniLM + TF-IDF ensemble as the "
+    "data and --time-budget allow, print the comparison and keep the best on validation "
+    "(never worse than TF-IDF). hybrid = TF-IDF + static MiniLM vectors + LR; ensemble = "
+    "the bert encoder + a TF-IDF/hybrid model, log-probabilities averaged.",
+)
+@click.option(
+    "--time-budget",
+    default="10m",
+    show_default=True,
+    callback=lambda ctx, param, value: _seconds(value),
+    help="Wall-time budget of --kind auto: '600', '600s' or '10m'. Candidates that would not "
+    "fit are skipped and the encoder's fine-tuning stops in time.",
 )
 @click.option(
     "--onnx-optimization",
@@ -121,43 +135,33 @@ def _gate_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
 )
 @click.option(
     "--threads",
-    default=1,
-    show_default=True,
     type=click.IntRange(min=1),
-    help="CPU threads for training and the evaluation after it: 1 is fastest on a busy "
-    "machine, the number of cores on an idle one. Training is repeatable for a given --seed "
-    "and --threads (thread counts change floating-point rounding).",
+    help="CPU threads for training and the evaluation after it (default: 1, or the usable "
+    "cores for --kind auto): 1 is fastest on a busy machine, the number of cores on an idle "
+    "one. Training is repeatable for a given --seed and --threads (thread counts change "
+    "floating-point rounding).",
 )
 @click.option("--mlflow", "mlflow_uri", help="Log params, metrics and the artifact to MLflow.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def train(**kwargs: Any) -> None:
-    """Train a router on labelled queries and write its artifact."""
+    """Train a router on labelled queries and write its artifact.
+
+    By default (--kind auto) several kinds are trained and the best on the validation data
+    (--val, or a stratified 10% hold-out) is kept; its model card lists every candidate."""
     from router_training.train import train_router
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    oos = kwargs["out_of_scope_label"]
-    options: dict[str, Any] = {
-        "base_model": kwargs["base_model"],
-        "teacher": kwargs["teacher"],
-        "max_length": kwargs["max_length"],
-        "keep_layers": kwargs["keep_layers"],
-        "runtime": kwargs["runtime"],
-        "onnx_optimization": kwargs["onnx_optimization"],
-        "ensemble_member": kwargs["ensemble_member"],
-        "ensemble_weight": kwargs["ensemble_weight"],
-        "ensemble_gate": kwargs["ensemble_gate"],
-        "learning_rate": kwargs["learning_rate"],
-        "out_of_scope_label": None if oos == "none" else oos,
-        "abstain_target": kwargs["abstain_target"],
-        "threads": kwargs["threads"],
-    }
+    kind = kwargs["baseline"] or kwargs["kind"]
+    options = _given_options(click.get_current_context(), kwargs)
+    if "threads" not in options:
+        options["threads"] = usable_cores() if kind == "auto" else 1
     try:
         report = train_router(
             kwargs["data"],
             kwargs["out"],
             val=kwargs["val"],
-            kind=kwargs["baseline"] or kwargs["kind"] or "bert",
+            kind=kind,
             seed=kwargs["seed"],
             epochs=kwargs["epochs"],
             text_field=kwargs["text_field"],
@@ -174,8 +178,73 @@ def train(**kwargs: Any) -> None:
         return
     click.echo(f"router {report.version} ({report.kind}) -> {report.artifact}")
     click.echo(f"validation: {report.validation}")
+    if report.candidates:
+        from router_training.card import candidate_table
+
+        chosen = report.kind
+        for line in candidate_table(report.candidates, chosen):
+            click.echo(f"  {line}")
+        click.echo(f"chose {chosen}: {report.choice}")
     _echo_summary(report.metrics)
     click.echo(f"trained in {report.seconds:.1f} s")
+
+
+#: `router train` options that are TrainConfig fields (the CLI name's underscores).
+_CONFIG_OPTIONS = (
+    "base_model",
+    "teacher",
+    "max_length",
+    "keep_layers",
+    "runtime",
+    "onnx_optimization",
+    "ensemble_member",
+    "ensemble_weight",
+    "ensemble_gate",
+    "learning_rate",
+    "out_of_scope_label",
+    "abstain_target",
+    "threads",
+    "time_budget",
+)
+
+
+def _given_options(ctx: click.Context, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The TrainConfig settings the user gave on the command line. Defaults are left to
+    TrainConfig (they are the same) so that --kind auto can tell a setting the user chose
+    from one its candidates choose themselves (e.g. the ensemble's --max-length 32)."""
+    options: dict[str, Any] = {}
+    for name in _CONFIG_OPTIONS:
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.DEFAULT:
+            continue
+        value = kwargs[name]
+        if value is None:
+            continue
+        if name == "out_of_scope_label" and value == "none":
+            value = None
+        options["time_budget_s" if name == "time_budget" else name] = value
+    return options
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _seconds(value: str) -> float:
+    """'600', '600s' or '10m' in seconds."""
+    text = value.strip().lower()
+    scale = 60.0 if text.endswith("m") else 1.0
+    try:
+        seconds = float(text.rstrip("ms")) * scale
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: use seconds ('600', '600s') or minutes ('10m')"
+        ) from None
+    if seconds <= 0:
+        raise click.BadParameter(f"{value!r}: the budget must be positive")
+    return seconds
 
 
 @router.command(name="eval")

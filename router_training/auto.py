@@ -1,0 +1,263 @@
+"""``kind="auto"``: train the candidate kinds that fit the data and the time budget, keep the
+one that scores best on the validation split, and record every candidate's scores.
+
+The TF-IDF baseline is always trained first and is always a candidate, so the chosen router is
+never worse on validation than the baseline trained in the same run (by the selection score,
+``selection_score``). Then, cheapest first, the ``hybrid`` kind and the MiniLM + TF-IDF
+``ensemble`` (its encoder fine-tuned under a deadline, so a slow machine gets a shorter
+fine-tune rather than a blown budget). A candidate whose estimated cost does not fit in what is
+left of the budget, or whose base model is not installed, is skipped with the reason recorded.
+
+Every candidate uses the same training rows, the same validation rows and the same abstain
+target, so their scores are comparable; each is calibrated on the validation rows exactly as a
+single-kind run would be. The estimates below were measured on this project's 2-core machine
+(BENCHMARKS.md); they only decide what is attempted, the deadline bounds what is spent.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from router_training.card import write_card
+from router_training.config import FitResult, TrainConfig
+from router_training.data import LabelledData
+from router_training.manifest import MANIFEST, Manifest, read_manifest
+
+__all__ = [
+    "AUTO_CANDIDATES",
+    "CandidatePlan",
+    "CandidateResult",
+    "choose",
+    "minilm_missing",
+    "plan_candidates",
+    "record_choice",
+    "run_candidates",
+    "selection_score",
+]
+
+log = logging.getLogger("router_training")
+
+#: Candidate kinds in the order they are tried (cheapest first).
+AUTO_CANDIDATES = ("tfidf", "hybrid", "ensemble")
+
+#: Rows above which the encoder candidate is not tried (fine-tuning cost grows with rows).
+MAX_ENCODER_ROWS = 60_000
+
+# Cost model (seconds), measured on the 2-core machine: TF-IDF + LR per training row; the
+# static-vector distillation (30,522 MiniLM token passes) per thread-second; MiniLM fine-tuning
+# per row and epoch on one thread at max_length 32; ONNX export + int8 + gate (fixed).
+_TFIDF_S_PER_ROW = 0.0012
+_DISTIL_CPU_S = 110.0
+_ENCODER_CPU_S_PER_ROW_EPOCH = 0.021
+_ENCODER_FIXED_S = 60.0
+
+#: What the ensemble candidate changes from the user's settings (unless the user set them).
+ENSEMBLE_DEFAULTS: dict[str, Any] = {
+    "base_model": Path("minilm"),
+    "epochs": 2,
+    "max_length": 32,
+    "learning_rate": 1e-4,
+    "onnx_optimization": "int8",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CandidatePlan:
+    """One candidate to try: its kind, its settings and the estimated cost."""
+
+    name: str
+    config: TrainConfig
+    estimate_s: float
+    skip_reason: str | None = None
+
+
+@dataclass(slots=True)
+class CandidateResult:
+    """What one candidate scored on validation (or why it was not trained)."""
+
+    name: str
+    seconds: float = 0.0
+    metrics: dict[str, Any] = field(default_factory=dict)
+    score: float | None = None
+    skipped: str | None = None
+    staging: Path | None = None
+
+    def record(self) -> dict[str, Any]:
+        """The candidate as the manifest and the report keep it."""
+        keys = ("macro_f1", "in_scope_accuracy", "oos_recall", "accuracy", "abstain_threshold")
+        return {
+            "name": self.name,
+            "score": self.score,
+            "seconds": round(self.seconds, 1),
+            "skipped": self.skipped,
+            **{key: self.metrics.get(key) for key in keys},
+        }
+
+
+SELECTION_RULE = (
+    "validation macro-F1 of the routing decisions, averaged with out-of-scope recall when the "
+    "validation rows include out-of-scope queries; ties go to the cheaper candidate"
+)
+
+
+def selection_score(metrics: dict[str, Any]) -> float:
+    """The validation score ``auto`` maximises: macro-F1 of the routing decisions (an abstained
+    query counts as out-of-scope), averaged with out-of-scope recall where the validation rows
+    include out-of-scope queries. Every candidate's threshold is chosen for the same abstain
+    target, so a candidate cannot buy recall by abstaining more often on in-scope queries."""
+    macro_f1 = float(metrics["macro_f1"])
+    recall = metrics.get("oos_recall")
+    return macro_f1 if recall is None else (macro_f1 + float(recall)) / 2
+
+
+def plan_candidates(
+    config: TrainConfig, rows: int, explicit: frozenset[str], available: Callable[[], str | None]
+) -> list[CandidatePlan]:
+    """The candidates for ``rows`` training rows and ``config.time_budget_s``.
+
+    ``explicit`` names the settings the caller gave (they are kept; the ensemble's defaults
+    fill the others). ``available`` returns why MiniLM cannot be used, or None.
+    """
+    threads = config.threads
+    tfidf_s = 5.0 + _TFIDF_S_PER_ROW * rows
+    plans = [CandidatePlan("tfidf", _candidate_config(config, "tfidf", {}), tfidf_s)]
+    missing = available()
+    hybrid_s = tfidf_s + _DISTIL_CPU_S / threads
+    plans.append(
+        CandidatePlan("hybrid", _candidate_config(config, "hybrid", {}), hybrid_s, missing)
+    )
+    ensemble_options = {k: v for k, v in ENSEMBLE_DEFAULTS.items() if k not in explicit}
+    ensemble = _candidate_config(config, "ensemble", ensemble_options)
+    epochs = ensemble.epochs or 3
+    encoder_s = _ENCODER_CPU_S_PER_ROW_EPOCH * rows * epochs * (ensemble.max_length / 32)
+    ensemble_s = tfidf_s + _ENCODER_FIXED_S + encoder_s / threads**0.85
+    reason = missing
+    if reason is None and rows > MAX_ENCODER_ROWS:
+        reason = f"{rows} training rows (more than {MAX_ENCODER_ROWS}): fine-tuning too slow"
+    plans.append(CandidatePlan("ensemble", ensemble, ensemble_s, reason))
+    return plans
+
+
+def _candidate_config(config: TrainConfig, kind: str, options: dict[str, Any]) -> TrainConfig:
+    return config.model_copy(update={"kind": kind, **options})
+
+
+FitAndFinish = Callable[[TrainConfig, Path], tuple[FitResult, Manifest]]
+
+
+def run_candidates(
+    plans: list[CandidatePlan],
+    budget_s: float,
+    fit_and_finish: FitAndFinish,
+    make_staging: Callable[[], Path],
+) -> list[CandidateResult]:
+    """Train each plan that fits in what is left of ``budget_s``; the first (TF-IDF) always.
+
+    ``fit_and_finish(config, staging)`` fits one candidate into ``staging`` and calibrates it
+    (writing its manifest); the encoder candidate gets the remaining time as its fine-tuning
+    limit, less the time its export needs.
+    """
+    started = time.monotonic()
+    results: list[CandidateResult] = []
+    for index, plan in enumerate(plans):
+        left = budget_s - (time.monotonic() - started)
+        skip = plan.skip_reason
+        if skip is None and index > 0 and plan.estimate_s > left:
+            skip = f"estimated {plan.estimate_s:.0f} s, {max(left, 0):.0f} s of the budget left"
+        if skip is not None:
+            log.info("auto: skipping %s (%s)", plan.name, skip)
+            results.append(CandidateResult(plan.name, skipped=skip))
+            continue
+        config = plan.config
+        if config.kind == "ensemble":
+            limit = max(left - _ENCODER_FIXED_S, 30.0)
+            config = config.model_copy(update={"encoder_time_limit_s": limit})
+        log.info("auto: training candidate %s (estimated %.0f s)", plan.name, plan.estimate_s)
+        results.append(_train_one(plan.name, config, fit_and_finish, make_staging))
+    return results
+
+
+def _train_one(
+    name: str, config: TrainConfig, fit_and_finish: FitAndFinish, make_staging: Callable[[], Path]
+) -> CandidateResult:
+    staging = make_staging()
+    began = time.monotonic()
+    try:
+        _, manifest = fit_and_finish(config, staging)
+    except Exception:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    metrics = manifest.metrics
+    result = CandidateResult(
+        name,
+        seconds=time.monotonic() - began,
+        metrics=metrics,
+        score=selection_score(metrics),
+        staging=staging,
+    )
+    log.info("auto: %s scored %.4f on validation in %.0f s", name, result.score, result.seconds)
+    return result
+
+
+def choose(results: list[CandidateResult]) -> tuple[CandidateResult, str]:
+    """The best-scoring trained candidate (ties: the cheaper, earlier one) and why."""
+    trained = [r for r in results if r.score is not None]
+    if not trained:
+        raise ValueError("auto: no candidate was trained")
+    baseline = trained[0]
+    best = baseline
+    for result in trained[1:]:
+        assert result.score is not None and best.score is not None
+        if result.score > best.score:
+            best = result
+    assert best.score is not None and baseline.score is not None
+    if best is baseline:
+        why = f"{best.name} scored highest on validation ({best.score:.4f})"
+        if len(trained) > 1:
+            why += "; no other candidate beat the TF-IDF baseline"
+        return best, why
+    return best, (
+        f"{best.name} scored highest on validation ({best.score:.4f} vs the TF-IDF baseline's "
+        f"{baseline.score:.4f})"
+    )
+
+
+def minilm_missing() -> str | None:
+    """Why the MiniLM candidates cannot be trained here (its package is missing), or None."""
+    from router_training.bert import resolve_base_model
+
+    try:
+        resolve_base_model(Path("minilm"))
+    except (ValueError, ImportError, FileNotFoundError) as error:
+        return str(error)
+    return None
+
+
+def record_choice(
+    staging: Path,
+    records: list[dict[str, Any]],
+    chosen: str,
+    why: str,
+    train: LabelledData,
+) -> Manifest:
+    """Add the comparison to the chosen candidate's manifest (``params.auto``) and model card.
+
+    Only ``params`` changes, so the artifact's version (model files and calibration) does not.
+    """
+    manifest = read_manifest(staging)
+    auto = {
+        "chosen": chosen,
+        "reason": why,
+        "selection": SELECTION_RULE,
+        "candidates": records,
+    }
+    manifest = manifest.model_copy(update={"params": {**manifest.params, "auto": auto}})
+    (staging / MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n")
+    write_card(staging, manifest, train.label_counts)
+    return manifest
