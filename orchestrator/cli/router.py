@@ -10,6 +10,13 @@ from typing import Any
 
 import click
 
+from orchestrator.cli.router_options import (
+    from_ledger_options,
+    given_options,
+    run_from_ledger,
+    seconds_of,
+    usable_cores,
+)
 from router_training.metric_names import DEFAULT_GATE_TARGET, QUALITY_METRICS
 
 _SUMMARY_KEYS = (
@@ -50,7 +57,9 @@ def _gate_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 @router.command()
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="Labelled JSONL/CSV.")
+@click.option(
+    "--data", type=click.Path(path_type=Path), help="Labelled JSONL/CSV (or --from-ledger)."
+)
 @click.option("--val", type=click.Path(path_type=Path), help="Validation file (default: hold out).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Artifact directory.")
 @click.option(
@@ -82,7 +91,7 @@ def _gate_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
     "--time-budget",
     default="10m",
     show_default=True,
-    callback=lambda ctx, param, value: _seconds(value),
+    callback=lambda ctx, param, value: seconds_of(value),
     help="Wall-time budget of --kind auto: '600', '600s' or '10m'. Candidates that would not "
     "fit are skipped and the encoder's fine-tuning stops in time.",
 )
@@ -144,6 +153,7 @@ def _gate_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--mlflow", "mlflow_uri", help="Log params, metrics and the artifact to MLflow.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@from_ledger_options
 def train(**kwargs: Any) -> None:
     """Train a router on labelled queries and write its artifact.
 
@@ -153,9 +163,12 @@ def train(**kwargs: Any) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     kind = kwargs["baseline"] or kwargs["kind"]
-    options = _given_options(click.get_current_context(), kwargs)
+    options = given_options(click.get_current_context(), kwargs)
     if "threads" not in options:
         options["threads"] = usable_cores() if kind == "auto" else 1
+    if kwargs["from_ledger"] or kwargs["data"] is None:  # --data is extra rows there
+        run_from_ledger(kwargs, {**options, "kind": kind})
+        return
     try:
         report = train_router(
             kwargs["data"],
@@ -187,64 +200,6 @@ def train(**kwargs: Any) -> None:
         click.echo(f"chose {chosen}: {report.choice}")
     _echo_summary(report.metrics)
     click.echo(f"trained in {report.seconds:.1f} s")
-
-
-#: `router train` options that are TrainConfig fields (the CLI name's underscores).
-_CONFIG_OPTIONS = (
-    "base_model",
-    "teacher",
-    "max_length",
-    "keep_layers",
-    "runtime",
-    "onnx_optimization",
-    "ensemble_member",
-    "ensemble_weight",
-    "ensemble_gate",
-    "learning_rate",
-    "out_of_scope_label",
-    "abstain_target",
-    "threads",
-    "time_budget",
-)
-
-
-def _given_options(ctx: click.Context, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The TrainConfig settings the user gave on the command line. Defaults are left to
-    TrainConfig (they are the same) so that --kind auto can tell a setting the user chose
-    from one its candidates choose themselves (e.g. the ensemble's --max-length 32)."""
-    options: dict[str, Any] = {}
-    for name in _CONFIG_OPTIONS:
-        if ctx.get_parameter_source(name) is click.core.ParameterSource.DEFAULT:
-            continue
-        value = kwargs[name]
-        if value is None:
-            continue
-        if name == "out_of_scope_label" and value == "none":
-            value = None
-        options["time_budget_s" if name == "time_budget" else name] = value
-    return options
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on."""
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _seconds(value: str) -> float:
-    """'600', '600s' or '10m' in seconds."""
-    text = value.strip().lower()
-    scale = 60.0 if text.endswith("m") else 1.0
-    try:
-        seconds = float(text.rstrip("ms")) * scale
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r}: use seconds ('600', '600s') or minutes ('10m')"
-        ) from None
-    if seconds <= 0:
-        raise click.BadParameter(f"{value!r}: the budget must be positive")
-    return seconds
 
 
 @router.command(name="eval")
