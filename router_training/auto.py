@@ -34,6 +34,7 @@ __all__ = [
     "CandidatePlan",
     "CandidateResult",
     "choose",
+    "encoder_length",
     "minilm_missing",
     "plan_candidates",
     "record_choice",
@@ -58,13 +59,25 @@ _ENCODER_CPU_S_PER_ROW_EPOCH = 0.021
 _ENCODER_FIXED_S = 60.0
 
 #: What the ensemble candidate changes from the user's settings (unless the user set them).
+#: ``max_length`` is chosen from the data (``encoder_length``).
 ENSEMBLE_DEFAULTS: dict[str, Any] = {
     "base_model": Path("minilm"),
     "epochs": 2,
-    "max_length": 32,
     "learning_rate": 1e-4,
     "onnx_optimization": "int8",
 }
+
+
+def encoder_length(texts: list[str]) -> int:
+    """Tokens to keep per query: about the 90th percentile of the texts' WordPiece length
+    (estimated as 1.4 tokens a word, plus [CLS]/[SEP]), rounded up to a multiple of 16, within
+    32..128. Short chat queries (CLINC150) get 32; exam questions (MMLU-Pro) 128."""
+    if not texts:
+        return 32
+    lengths = sorted(len(text.split()) for text in texts)
+    p90 = lengths[min(len(lengths) - 1, int(0.9 * len(lengths)))]
+    tokens = int(1.4 * p90) + 2
+    return max(32, min(128, -(-tokens // 16) * 16))
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +103,14 @@ class CandidateResult:
 
     def record(self) -> dict[str, Any]:
         """The candidate as the manifest and the report keep it."""
-        keys = ("macro_f1", "in_scope_accuracy", "oos_recall", "accuracy", "abstain_threshold")
+        keys = (
+            "macro_f1",
+            "in_scope_accuracy",
+            "oos_recall",
+            "auroc",
+            "accuracy",
+            "abstain_threshold",
+        )
         return {
             "name": self.name,
             "score": self.score,
@@ -102,27 +122,39 @@ class CandidateResult:
 
 SELECTION_RULE = (
     "validation macro-F1 of the routing decisions, averaged with out-of-scope recall when the "
-    "validation rows include out-of-scope queries; ties go to the cheaper candidate"
+    "validation rows include out-of-scope queries (ROC AUC of P(true) for a true/false "
+    "scorer such as --label-field small_correct); ties go to the cheaper candidate"
 )
 
 
-def selection_score(metrics: dict[str, Any]) -> float:
+def selection_score(metrics: dict[str, Any], *, scorer: bool = False) -> float:
     """The validation score ``auto`` maximises: macro-F1 of the routing decisions (an abstained
     query counts as out-of-scope), averaged with out-of-scope recall where the validation rows
     include out-of-scope queries. Every candidate's threshold is chosen for the same abstain
-    target, so a candidate cannot buy recall by abstaining more often on in-scope queries."""
+    target, so a candidate cannot buy recall by abstaining more often on in-scope queries.
+
+    A ``scorer`` (true/false labels: the cascade's difficulty scorer) is used through its
+    probability, thresholded later by ``spillway cascade calibrate``, so it is chosen by how
+    well that probability ranks queries (ROC AUC), not by decisions at one threshold."""
+    if scorer and metrics.get("auroc") is not None:
+        return float(metrics["auroc"])
     macro_f1 = float(metrics["macro_f1"])
     recall = metrics.get("oos_recall")
     return macro_f1 if recall is None else (macro_f1 + float(recall)) / 2
 
 
 def plan_candidates(
-    config: TrainConfig, rows: int, explicit: frozenset[str], available: Callable[[], str | None]
+    config: TrainConfig,
+    rows: int,
+    explicit: frozenset[str],
+    available: Callable[[], str | None],
+    max_length: int = 32,
 ) -> list[CandidatePlan]:
     """The candidates for ``rows`` training rows and ``config.time_budget_s``.
 
     ``explicit`` names the settings the caller gave (they are kept; the ensemble's defaults
-    fill the others). ``available`` returns why MiniLM cannot be used, or None.
+    and ``max_length``, see ``encoder_length``, fill the others). ``available`` returns why
+    MiniLM cannot be used, or None.
     """
     threads = config.threads
     tfidf_s = 5.0 + _TFIDF_S_PER_ROW * rows
@@ -132,7 +164,8 @@ def plan_candidates(
     plans.append(
         CandidatePlan("hybrid", _candidate_config(config, "hybrid", {}), hybrid_s, missing)
     )
-    ensemble_options = {k: v for k, v in ENSEMBLE_DEFAULTS.items() if k not in explicit}
+    defaults = {**ENSEMBLE_DEFAULTS, "max_length": max_length}
+    ensemble_options = {k: v for k, v in defaults.items() if k not in explicit}
     ensemble = _candidate_config(config, "ensemble", ensemble_options)
     epochs = ensemble.epochs or 3
     encoder_s = _ENCODER_CPU_S_PER_ROW_EPOCH * rows * epochs * (ensemble.max_length / 32)
@@ -198,7 +231,7 @@ def _train_one(
         name,
         seconds=time.monotonic() - began,
         metrics=metrics,
-        score=selection_score(metrics),
+        score=selection_score(metrics, scorer=manifest.boolean_labels),
         staging=staging,
     )
     log.info("auto: %s scored %.4f on validation in %.0f s", name, result.score, result.seconds)

@@ -54,16 +54,24 @@ def _gate_line(gate: dict[str, Any]) -> str:
 def candidate_table(records: list[dict[str, Any]], chosen: str) -> list[str]:
     """A Markdown table of kind auto's candidates (``auto.CandidateResult.record`` dicts)."""
     lines = [
-        "| candidate | score | macro-F1 | in-scope accuracy | OOS recall | threshold | seconds | |",
-        "|---|---|---|---|---|---|---|---|",
+        "| candidate | score | macro-F1 | in-scope accuracy | OOS recall | AUROC | threshold "
+        "| seconds | |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for record in records:
         if record.get("skipped"):
-            lines.append(f"| {record['name']} | | | | | | | skipped: {record['skipped']} |")
+            lines.append(f"| {record['name']} | | | | | | | | skipped: {record['skipped']} |")
             continue
         cells = [
             _fmt(record.get(key))
-            for key in ("score", "macro_f1", "in_scope_accuracy", "oos_recall", "abstain_threshold")
+            for key in (
+                "score",
+                "macro_f1",
+                "in_scope_accuracy",
+                "oos_recall",
+                "auroc",
+                "abstain_threshold",
+            )
         ]
         mark = "**chosen**" if record["name"] == chosen else ""
         lines.append(f"| {record['name']} | {' | '.join(cells)} | {record['seconds']} | {mark} |")

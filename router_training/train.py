@@ -20,6 +20,7 @@ from typing import Any
 from router_training.auto import (
     CandidateResult,
     choose,
+    encoder_length,
     minilm_missing,
     plan_candidates,
     record_choice,
@@ -134,7 +135,8 @@ def train_auto(
 ) -> TrainReport:
     """Train the candidates, move the best into ``out`` with the comparison in its manifest
     and model card; every other candidate's files are removed."""
-    plans = plan_candidates(config, len(inputs.train), explicit, minilm_missing)
+    length = encoder_length(inputs.train.texts)
+    plans = plan_candidates(config, len(inputs.train), explicit, minilm_missing, length)
     check_out(out)  # fail on a bad --out before any training
     results: list[CandidateResult] = []
     try:

@@ -13,6 +13,7 @@ from router_training.auto import (
     CandidatePlan,
     CandidateResult,
     choose,
+    encoder_length,
     plan_candidates,
     run_candidates,
     selection_score,
@@ -36,6 +37,12 @@ def test_small_data_plans_every_candidate_with_the_ensemble_defaults() -> None:
     assert plans[0].estimate_s < plans[1].estimate_s < plans[2].estimate_s
 
 
+def test_encoder_length_follows_the_data() -> None:
+    assert encoder_length(["book a flight to paris"] * 10) == 32
+    assert encoder_length([" ".join(["word"] * 80)] * 10) == 128
+    assert encoder_length([" ".join(["word"] * 30)] * 10) == 48
+
+
 def test_settings_the_user_gave_are_kept_for_the_encoder() -> None:
     config = TrainConfig(kind="auto", max_length=48, epochs=1)
     plans = plan_candidates(config, 1_000, frozenset({"max_length", "epochs"}), _installed)
@@ -52,6 +59,9 @@ def test_large_data_or_a_missing_encoder_skip_candidates() -> None:
 def test_selection_score_averages_oos_recall_only_when_present() -> None:
     assert selection_score({"macro_f1": 0.9, "oos_recall": None}) == pytest.approx(0.9)
     assert selection_score({"macro_f1": 0.9, "oos_recall": 0.7}) == pytest.approx(0.8)
+    scorer = {"macro_f1": 0.6, "oos_recall": None, "auroc": 0.7}
+    assert selection_score(scorer, scorer=True) == pytest.approx(0.7)
+    assert selection_score(scorer) == pytest.approx(0.6)
 
 
 def _result(name: str, score: float | None, skipped: str | None = None) -> CandidateResult:
@@ -98,3 +108,16 @@ def test_auto_writes_the_chosen_artifact_with_every_candidate(tmp_path: Path) ->
     card = (out / "README.md").read_text()
     assert "How this router was chosen" in card and "| tfidf |" in card
     assert sorted(p.name for p in tmp_path.iterdir()) == ["auto"]  # no staging left behind
+
+
+def test_a_difficulty_scorer_is_chosen_by_auroc(tmp_path: Path) -> None:
+    rows = [
+        {"text": f"{'prove the theorem about' if i % 3 else 'what is'} item {i}", "ok": i % 3 == 0}
+        for i in range(120)
+    ]
+    data = tmp_path / "outcomes.jsonl"
+    data.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    report = train_router(data, tmp_path / "scorer", label_field="ok", time_budget_s=1.0)
+    assert report.labels == ["false", "true"]
+    assert report.metrics["auroc"] == pytest.approx(1.0)
+    assert report.candidates[0]["score"] == pytest.approx(report.metrics["auroc"])
