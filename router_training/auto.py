@@ -88,6 +88,8 @@ class CandidatePlan:
     config: TrainConfig
     estimate_s: float
     skip_reason: str | None = None
+    epoch_s: float | None = None
+    """Encoder candidates: the estimated cost of one fine-tuning epoch (within estimate_s)."""
 
 
 @dataclass(slots=True)
@@ -100,6 +102,7 @@ class CandidateResult:
     score: float | None = None
     skipped: str | None = None
     staging: Path | None = None
+    note: str = ""
 
     def record(self) -> dict[str, Any]:
         """The candidate as the manifest and the report keep it."""
@@ -116,6 +119,7 @@ class CandidateResult:
             "score": self.score,
             "seconds": round(self.seconds, 1),
             "skipped": self.skipped,
+            "note": self.note or None,
             **{key: self.metrics.get(key) for key in keys},
         }
 
@@ -167,14 +171,37 @@ def plan_candidates(
     defaults = {**ENSEMBLE_DEFAULTS, "max_length": max_length}
     ensemble_options = {k: v for k, v in defaults.items() if k not in explicit}
     ensemble = _candidate_config(config, "ensemble", ensemble_options)
-    epochs = ensemble.epochs or 3
-    encoder_s = _ENCODER_CPU_S_PER_ROW_EPOCH * rows * epochs * (ensemble.max_length / 32)
-    ensemble_s = tfidf_s + _ENCODER_FIXED_S + encoder_s / threads**0.85
+    epoch_s = _ENCODER_CPU_S_PER_ROW_EPOCH * rows * (ensemble.max_length / 32) / threads**0.85
+    ensemble_s = tfidf_s + _ENCODER_FIXED_S + epoch_s * (ensemble.epochs or 3)
     reason = missing
     if reason is None and rows > MAX_ENCODER_ROWS:
         reason = f"{rows} training rows (more than {MAX_ENCODER_ROWS}): fine-tuning too slow"
-    plans.append(CandidatePlan("ensemble", ensemble, ensemble_s, reason))
+    plans.append(CandidatePlan("ensemble", ensemble, ensemble_s, reason, epoch_s))
     return plans
+
+
+#: The fewest fine-tuning epochs worth training an encoder candidate for.
+MIN_ENCODER_EPOCHS = 0.75
+
+
+def _fit_in(plan: CandidatePlan, left: float) -> tuple[TrainConfig | None, str]:
+    """The plan's config for the ``left`` seconds of the budget (an encoder's epochs shrunk
+    to fit, its fine-tuning given a deadline), or None and why it cannot fit."""
+    config = plan.config
+    if plan.estimate_s <= left and plan.epoch_s is None:
+        return config, ""
+    if plan.epoch_s is None:
+        return None, f"estimated {plan.estimate_s:.0f} s, {max(left, 0):.0f} s of the budget left"
+    fixed = plan.estimate_s - plan.epoch_s * (config.epochs or 3)
+    epochs = min(float(config.epochs or 3), (left - fixed) / plan.epoch_s)
+    if epochs < MIN_ENCODER_EPOCHS:
+        return None, (
+            f"an epoch is estimated at {plan.epoch_s:.0f} s; {max(left, 0):.0f} s of the budget "
+            f"left is not enough for {MIN_ENCODER_EPOCHS} epoch"
+        )
+    note = "" if epochs >= (config.epochs or 3) else f"epochs cut to {epochs:.2f} to fit the budget"
+    update = {"epochs": round(epochs, 2), "encoder_time_limit_s": max(left - fixed, 30.0)}
+    return config.model_copy(update=update), note
 
 
 def _candidate_config(config: TrainConfig, kind: str, options: dict[str, Any]) -> TrainConfig:
@@ -200,19 +227,16 @@ def run_candidates(
     results: list[CandidateResult] = []
     for index, plan in enumerate(plans):
         left = budget_s - (time.monotonic() - started)
-        skip = plan.skip_reason
-        if skip is None and index > 0 and plan.estimate_s > left:
-            skip = f"estimated {plan.estimate_s:.0f} s, {max(left, 0):.0f} s of the budget left"
-        if skip is not None:
+        config, note = (plan.config, "") if index == 0 else _fit_in(plan, left)
+        skip = plan.skip_reason or (note if config is None else None)
+        if skip is not None or config is None:
             log.info("auto: skipping %s (%s)", plan.name, skip)
             results.append(CandidateResult(plan.name, skipped=skip))
             continue
-        config = plan.config
-        if config.kind == "ensemble":
-            limit = max(left - _ENCODER_FIXED_S, 30.0)
-            config = config.model_copy(update={"encoder_time_limit_s": limit})
-        log.info("auto: training candidate %s (estimated %.0f s)", plan.name, plan.estimate_s)
-        results.append(_train_one(plan.name, config, fit_and_finish, make_staging))
+        log.info("auto: training %s (estimated %.0f s) %s", plan.name, plan.estimate_s, note)
+        result = _train_one(plan.name, config, fit_and_finish, make_staging)
+        result.note = note
+        results.append(result)
     return results
 
 

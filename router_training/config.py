@@ -35,7 +35,12 @@ class TrainConfig(BaseModel):
         "log-probability (ensemble).",
     )
     seed: int = Field(0, description="Seed for splits, initialisation and data order.")
-    epochs: int | None = Field(None, ge=1, description="Max epochs (None: the kind's default).")
+    epochs: float | None = Field(
+        None,
+        gt=0,
+        description="Max epochs (None: the kind's default); a fraction trains part of the "
+        "last epoch (kind auto shrinks the encoder's epochs to fit its time budget).",
+    )
     base_model: Path | None = Field(
         None,
         description="Local HF encoder directory or 'minilm': fine-tuned (bert kind) or the "

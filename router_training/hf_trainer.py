@@ -142,7 +142,9 @@ def _learning_rate(config: TrainConfig, pretrained: bool) -> float:
     return config.learning_rate or (1e-4 if pretrained else 1e-3)
 
 
-def _arguments(cls: Any, config: TrainConfig, pretrained: bool, epochs: int, work_dir: Path) -> Any:
+def _arguments(
+    cls: Any, config: TrainConfig, pretrained: bool, epochs: float, work_dir: Path
+) -> Any:
     return cls(
         output_dir=str(work_dir),
         num_train_epochs=epochs,

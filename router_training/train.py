@@ -62,7 +62,7 @@ def train_router(
     val: Path | str | None = None,
     kind: str = "auto",
     seed: int = 0,
-    epochs: int | None = None,
+    epochs: float | None = None,
     text_field: str = "text",
     label_field: str = "label",
     progress: bool = True,

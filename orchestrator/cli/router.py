@@ -13,9 +13,9 @@ import click
 from orchestrator.cli.router_options import (
     from_ledger_options,
     given_options,
+    idle_cores,
     run_from_ledger,
     seconds_of,
-    usable_cores,
 )
 from router_training.metric_names import DEFAULT_GATE_TARGET, QUALITY_METRICS
 
@@ -145,10 +145,10 @@ def _gate_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
-    help="CPU threads for training and the evaluation after it (default: 1, or the usable "
-    "cores for --kind auto): 1 is fastest on a busy machine, the number of cores on an idle "
-    "one. Training is repeatable for a given --seed and --threads (thread counts change "
-    "floating-point rounding).",
+    help="CPU threads for training and the evaluation after it (default: 1; for --kind auto "
+    "the idle cores: usable cores less the load average, at least 1): 1 is fastest on a busy "
+    "machine, the number of cores on an idle one. Training is repeatable for a given --seed "
+    "and --threads (thread counts change floating-point rounding).",
 )
 @click.option("--mlflow", "mlflow_uri", help="Log params, metrics and the artifact to MLflow.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -165,7 +165,7 @@ def train(**kwargs: Any) -> None:
     kind = kwargs["baseline"] or kwargs["kind"]
     options = given_options(click.get_current_context(), kwargs)
     if "threads" not in options:
-        options["threads"] = usable_cores() if kind == "auto" else 1
+        options["threads"] = idle_cores() if kind == "auto" else 1
     if kwargs["from_ledger"] or kwargs["data"] is None:  # --data is extra rows there
         run_from_ledger(kwargs, {**options, "kind": kind})
         return

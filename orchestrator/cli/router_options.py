@@ -12,9 +12,9 @@ import click
 __all__ = [
     "from_ledger_options",
     "given_options",
+    "idle_cores",
     "run_from_ledger",
     "seconds_of",
-    "usable_cores",
 ]
 
 
@@ -54,11 +54,15 @@ def given_options(ctx: click.Context, kwargs: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on."""
+def idle_cores() -> int:
+    """CPU cores this process may run on that other work is not using now: the usable cores
+    less the one-minute load average (at least 1). Training threads beyond the idle cores
+    cost far more than they give: OpenMP threads spin while a busy core is taken (one
+    MiniLM step took ~10x longer with 2 threads than with 1 beside another busy process)."""
     import os
 
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (usable or 1) - round(os.getloadavg()[0]))
 
 
 def seconds_of(value: str) -> float:

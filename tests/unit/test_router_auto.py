@@ -95,6 +95,27 @@ def test_candidates_that_do_not_fit_the_budget_are_skipped(tmp_path: Path) -> No
     assert results[1].skipped is not None and "budget" in results[1].skipped
 
 
+def test_the_encoder_gets_fewer_epochs_to_fit_the_budget(tmp_path: Path) -> None:
+    seen: list[TrainConfig] = []
+
+    def fit(config: TrainConfig, staging: Path) -> tuple[FitResult, Manifest]:
+        seen.append(config)
+        manifest = Manifest.model_construct(metrics={"macro_f1": 0.5, "oos_recall": None})
+        return FitResult(files=(), val_logits=np.zeros((1, 2)), runtime="sklearn"), manifest
+
+    base = TrainConfig(kind="ensemble", epochs=2)
+    plans = [
+        CandidatePlan("tfidf", base.model_copy(update={"kind": "tfidf"}), 1.0),
+        CandidatePlan("ensemble", base, 60.0 + 2 * 100.0, epoch_s=100.0),
+    ]
+    results = run_candidates(plans, 210.0, fit, lambda: tmp_path)
+    assert seen[1].epochs is not None and 1.4 < seen[1].epochs <= 1.5
+    assert seen[1].encoder_time_limit_s is not None and seen[1].encoder_time_limit_s > 100
+    assert "cut" in results[1].note
+    too_little = run_candidates(plans, 100.0, fit, lambda: tmp_path)
+    assert too_little[1].skipped is not None and "epoch" in too_little[1].skipped
+
+
 def test_auto_writes_the_chosen_artifact_with_every_candidate(tmp_path: Path) -> None:
     out = tmp_path / "auto"
     report = train_router(DOMAINS_SAMPLE, out, time_budget_s=1.0, progress=False)
