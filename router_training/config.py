@@ -7,6 +7,7 @@ imports none of them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -88,6 +89,14 @@ class TrainConfig(BaseModel):
         "'agreement>=0.995' (optionally ',abstain_agreement>=W'), 'encoder_fraction<=0.3', "
         "'fixed=0.9' or 'none' (the encoder scores every query).",
     )
+    oos_distance_rate: float | None = Field(
+        None,
+        ge=0.0,
+        lt=0.5,
+        description="Ensemble kind with an out-of-scope label: flag as out of scope the queries "
+        "whose embedding is farther from every in-scope label than this share of the in-scope "
+        "validation queries (router_training.distance); None: no distance detector.",
+    )
     progress: bool = Field(True, description="Show progress bars.")
     threads: int = Field(
         1, ge=1, description="CPU threads for torch and ONNX Runtime (1 is fastest on a busy CPU)."
@@ -131,3 +140,5 @@ class FitResult:
     """Encoder pooling (encoder kinds), None otherwise."""
     params: dict[str, Any] = field(default_factory=dict)
     """Kind-specific training parameters and history, merged into the manifest's params."""
+    embed: Callable[[Sequence[str]], np.ndarray | None] | None = None
+    """Encoder kinds: pooled embeddings of texts through the exported model (or None)."""

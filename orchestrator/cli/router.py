@@ -143,6 +143,14 @@ def _gate_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
     "'abstain_rate<=0.05', 'fixed=0.5' or 'none'.",
 )
 @click.option(
+    "--oos-distance-rate",
+    type=click.FloatRange(0.0, 0.5, max_open=True),
+    help="Ensemble kind, data with an out-of-scope label: also abstain on queries whose "
+    "encoder embedding is farther from every in-scope label than this share of in-scope "
+    "validation queries (e.g. 0.01; default for --kind auto's ensemble: "
+    "see docs/router.md; otherwise off).",
+)
+@click.option(
     "--threads",
     type=click.IntRange(min=1),
     help="CPU threads for training and the evaluation after it (default: 1; for --kind auto "

@@ -34,6 +34,7 @@ _CONFIG_OPTIONS = (
     "abstain_target",
     "threads",
     "time_budget",
+    "oos_distance_rate",
 )
 
 
