@@ -17,6 +17,7 @@ single-kind run would be. The estimates below were measured on this project's 2-
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -66,6 +67,17 @@ ENSEMBLE_DEFAULTS: dict[str, Any] = {
     "learning_rate": 1e-4,
     "onnx_optimization": "int8",
 }
+
+
+#: Kind auto's abstain target unless the caller gives one: at most 1% of the in-scope
+#: validation queries abstain (in-scope accuracy first; the single kinds' "auto" allows 2%).
+AUTO_ABSTAIN_TARGET = "abstain_rate<=0.01"
+
+
+def _abstain_rate(target: str) -> float | None:
+    """R of an ``abstain_rate<=R`` target, else None."""
+    match = re.fullmatch(r"\s*abstain_rate\s*<=\s*([0-9.]+)\s*", target)
+    return float(match.group(1)) if match else None
 
 
 def encoder_length(texts: list[str]) -> int:
@@ -161,6 +173,8 @@ def plan_candidates(
     MiniLM cannot be used, or None.
     """
     threads = config.threads
+    if "abstain_target" not in explicit:
+        config = config.model_copy(update={"abstain_target": AUTO_ABSTAIN_TARGET})
     tfidf_s = 5.0 + _TFIDF_S_PER_ROW * rows
     plans = [CandidatePlan("tfidf", _candidate_config(config, "tfidf", {}), tfidf_s)]
     missing = available()
@@ -168,7 +182,13 @@ def plan_candidates(
     plans.append(
         CandidatePlan("hybrid", _candidate_config(config, "hybrid", {}), hybrid_s, missing)
     )
-    defaults = {**ENSEMBLE_DEFAULTS, "max_length": max_length}
+    # the distance detector's rule abstains on the same share of in-scope validation rows
+    # as the other candidates' threshold, so the comparison stays fair
+    defaults = {
+        **ENSEMBLE_DEFAULTS,
+        "max_length": max_length,
+        "oos_distance_rate": _abstain_rate(config.abstain_target),
+    }
     ensemble_options = {k: v for k, v in defaults.items() if k not in explicit}
     ensemble = _candidate_config(config, "ensemble", ensemble_options)
     epoch_s = _ENCODER_CPU_S_PER_ROW_EPOCH * rows * (ensemble.max_length / 32) / threads**0.85

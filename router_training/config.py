@@ -93,9 +93,10 @@ class TrainConfig(BaseModel):
         None,
         ge=0.0,
         lt=0.5,
-        description="Ensemble kind with an out-of-scope label: flag as out of scope the queries "
-        "whose embedding is farther from every in-scope label than this share of the in-scope "
-        "validation queries (router_training.distance); None: no distance detector.",
+        description="Ensemble kind with an out-of-scope label: abstain on the queries whose "
+        "combined score (top probability and embedding distance to the in-scope labels, "
+        "router_training.distance) is below that of this share of the in-scope validation "
+        "queries; this rule then replaces the abstain target's threshold. None: off.",
     )
     progress: bool = Field(True, description="Show progress bars.")
     threads: int = Field(
@@ -142,3 +143,6 @@ class FitResult:
     """Kind-specific training parameters and history, merged into the manifest's params."""
     embed: Callable[[Sequence[str]], np.ndarray | None] | None = None
     """Encoder kinds: pooled embeddings of texts through the exported model (or None)."""
+    abstain_target: str | None = None
+    """The abstain target the finishing step uses instead of the config's (an ensemble with
+    a distance detector: "none", its rule already abstains), or None."""

@@ -20,7 +20,6 @@ files written before the gate existed load with the gate off.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -123,27 +122,30 @@ def fit_ensemble(
         spec = spec.model_copy(update={"encoder_weight": config.ensemble_weight})
     oos_label = find_out_of_scope_label(labels, config.out_of_scope_label)
     oos_index = labels.index(oos_label) if oos_label is not None else None
-    detector = _fit_detector(config, encoder, train, held, labels, oos_index)
-    flagged = detector.flags(detector.held_pooled) if detector is not None else None
+    fused = combine(encoder.val_logits, member.val_logits, spec)
+    fitted = _fit_detector(config, encoder, train, held, labels, oos_index, fused)
+    flagged = fitted[1] if fitted is not None else None
+    # with a detector its rule replaces the probability threshold (it includes p_top)
+    abstain_target = "none" if fitted is not None else config.abstain_target
     spec, gate = fit_gate(
         spec,
         encoder.val_logits,
         member.val_logits,
         targets,
         oos_index,
-        abstain_target=config.abstain_target,
+        abstain_target=abstain_target,
         gate_target=config.ensemble_gate,
         flagged=flagged,
     )
     (staging / ENSEMBLE_FILE).write_text(spec.model_dump_json(indent=2) + "\n")
     files = (*encoder.files, *member.files, ENSEMBLE_FILE)
     params = {**encoder.params, "ensemble": spec.model_dump(), "gate": gate}
-    fused = combine(encoder.val_logits, member.val_logits, spec)
-    if detector is not None and oos_index is not None and flagged is not None:
-        files = (*files, detector.detector.save(staging))
+    if fitted is not None and oos_index is not None:
+        detector, flagged = fitted
+        files = (*files, detector.save(staging))
         fused = flag_out_of_scope(fused, flagged, oos_index)
         params["oos_distance"] = {
-            "threshold": detector.detector.threshold,
+            "rule": detector.rule.tolist(),
             "flag_rate": config.oos_distance_rate,
             "holdout_flagged": float(flagged.mean()),
         }
@@ -153,20 +155,12 @@ def fit_ensemble(
         runtime=encoder.runtime,
         pooling=encoder.pooling,
         params=params,
+        abstain_target=abstain_target,
     )
 
 
 #: Training rows per label the distance detector's means and covariance are fitted on.
 _DETECTOR_ROWS_PER_LABEL = 400
-
-
-@dataclass(frozen=True, slots=True)
-class _FittedDetector:
-    detector: DistanceDetector
-    held_pooled: np.ndarray
-
-    def flags(self, pooled: np.ndarray) -> np.ndarray:
-        return self.detector.flags(pooled)
 
 
 def _fit_detector(
@@ -176,10 +170,12 @@ def _fit_detector(
     held: LabelledData,
     labels: list[str],
     oos_index: int | None,
-) -> _FittedDetector | None:
+    fused: np.ndarray,
+) -> tuple[DistanceDetector, np.ndarray] | None:
     """The distance detector (``router_training.distance``), fitted on a per-label sample of
-    the training rows and calibrated on the held-out in-scope rows; None when off, without
-    an out-of-scope label, or when the encoder graph has no pooled output."""
+    the training rows and calibrated on the held-out in-scope rows (``fused``: the
+    ensemble's held-out scores), and its held-out flags; None when off, without an
+    out-of-scope label, or when the encoder graph has no pooled output."""
     if config.oos_distance_rate is None or oos_index is None or encoder.embed is None:
         return None
     rng = np.random.default_rng(config.seed)
@@ -198,8 +194,9 @@ def _fit_detector(
     targets = np.array([labels.index(train.labels[i]) for i in sample])
     detector = DistanceDetector.fit(pooled, targets, oos_index)
     in_scope = np.array([labels.index(label) != oos_index for label in held.labels])
-    detector.calibrate(held_pooled, in_scope, config.oos_distance_rate)
-    return _FittedDetector(detector, held_pooled)
+    log_top = log_softmax(fused, 1.0).max(axis=1)
+    detector.calibrate(held_pooled, log_top, in_scope, config.oos_distance_rate)
+    return detector, detector.flags(held_pooled, log_top)
 
 
 #: How far above the best label a flagged row's out-of-scope logit is set (log-probability).
@@ -315,7 +312,8 @@ class EnsembleScorer:
         fused = combine(logits, member, self.spec)
         if pooled is None:
             return fused
-        return flag_out_of_scope(fused, detector.flags(pooled), oos_index)
+        flags = detector.flags(pooled, log_softmax(fused, 1.0).max(axis=1))
+        return flag_out_of_scope(fused, flags, oos_index)
 
 
 def load_ensemble_scorer(directory: Path, manifest: Manifest) -> EnsembleScorer:

@@ -126,7 +126,7 @@ def finish_artifact(
     y_val = np.array([labels.index(label) for label in held.labels])
     oos_index = labels.index(oos_label) if oos_label is not None else None
     temperature, threshold, target = calibrate(
-        fitted.val_logits, y_val, oos_index, config.abstain_target
+        fitted.val_logits, y_val, oos_index, fitted.abstain_target or config.abstain_target
     )
     probs = softmax(np.asarray(fitted.val_logits, np.float64), temperature)
     metrics = quality_metrics(probs, y_val, labels, oos_index, threshold)

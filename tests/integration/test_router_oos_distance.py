@@ -12,6 +12,7 @@ import pytest
 
 from router_training.artifact import load_router
 from router_training.distance import DISTANCE_FILE, DistanceDetector
+from router_training.ensemble import combine, log_softmax
 from router_training.samples import DOMAINS_SAMPLE
 from router_training.train import train_router
 
@@ -41,12 +42,15 @@ def test_distance_detector_is_saved_and_applied_when_serving(
     assert DISTANCE_FILE in manifest["files"]
     info = manifest["params"]["oos_distance"]
     assert info["flag_rate"] == 0.05 and 0.0 < info["holdout_flagged"] < 0.5
+    assert manifest["abstain_target"] == "none"  # the detector's rule replaces the threshold
     assert report.metrics["oos_recall"] is not None
     router = load_router(out)
     texts = [json.loads(line)["text"] for line in with_oos.read_text().splitlines()][:200]
     encoder = router._scorer._encoder  # type: ignore[attr-defined]
-    _, pooled = encoder.logits_and_pooled(texts)
-    flags = DistanceDetector.load(out).flags(pooled)
+    logits, pooled = encoder.logits_and_pooled(texts)
+    member = router._scorer._member.logits(texts)  # type: ignore[attr-defined]
+    fused = combine(logits, member, router._scorer.spec)  # type: ignore[attr-defined]
+    flags = DistanceDetector.load(out).flags(pooled, log_softmax(fused, 1.0).max(axis=1))
     predictions = router.predict(texts)
     assert flags.any()
     for prediction, flagged in zip(predictions, flags, strict=True):

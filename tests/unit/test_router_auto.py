@@ -34,6 +34,12 @@ def test_small_data_plans_every_candidate_with_the_ensemble_defaults() -> None:
     assert all(p.skip_reason is None for p in plans)
     ensemble = plans[2].config
     assert (ensemble.kind, ensemble.max_length, ensemble.epochs) == ("ensemble", 32, 2)
+    assert all(p.config.abstain_target == "abstain_rate<=0.01" for p in plans)
+    assert ensemble.oos_distance_rate == 0.01
+    other = TrainConfig(kind="auto", abstain_target="oos_recall>=0.8")
+    kept = plan_candidates(other, 100, frozenset({"abstain_target"}), _installed)
+    assert kept[2].config.abstain_target == "oos_recall>=0.8"
+    assert kept[2].config.oos_distance_rate is None  # the detector would override the target
     assert plans[0].estimate_s < plans[1].estimate_s < plans[2].estimate_s
 
 

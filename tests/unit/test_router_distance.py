@@ -27,10 +27,13 @@ def test_far_points_are_flagged_and_near_ones_are_not(tmp_path: Path) -> None:
     )
     assert detector.labels.tolist() == [0, 1]  # out-of-scope rows shape no label region
     held, _ = _clusters(np.random.default_rng(1))
-    threshold = detector.calibrate(held, np.ones(len(held), bool), flag_rate=0.05)
+    sure = np.full(len(held), np.log(0.9))  # the same top probability everywhere
+    threshold = detector.calibrate(held, sure, np.ones(len(held), bool), flag_rate=0.05)
     assert np.isfinite(threshold)
-    assert detector.flags(held).mean() <= 0.05 + 1e-9
-    assert detector.flags(oos_rows).all()
+    assert detector.flags(held, sure).mean() <= 0.05 + 1e-9
+    assert detector.flags(oos_rows, np.full(20, np.log(0.9))).all()
+    unsure = np.full(len(held), np.log(0.2))  # a low top probability flags near points too
+    assert detector.flags(held, unsure).all()
     detector.save(tmp_path)
     loaded = DistanceDetector.load(tmp_path)
     np.testing.assert_allclose(loaded.distances(oos_rows), detector.distances(oos_rows), rtol=1e-5)
@@ -38,7 +41,7 @@ def test_far_points_are_flagged_and_near_ones_are_not(tmp_path: Path) -> None:
 
 
 def test_distances_are_squared_mahalanobis() -> None:
-    detector = DistanceDetector(np.zeros((1, 2)), np.diag([1.0, 0.5]), np.array([0]), threshold=1.0)
+    detector = DistanceDetector(np.zeros((1, 2)), np.diag([1.0, 0.5]), np.array([0]))
     assert detector.distances(np.array([[2.0, 2.0]]))[0] == np.float32(4.0 + 1.0)
 
 
