@@ -9,15 +9,16 @@ distance is its smallest squared Mahalanobis distance to a label mean.
 
 Distance alone is not the best abstain rule at the low abstain rates a router runs at: on
 CLINC150 val, flagging 1% of in-scope queries caught 63% of out-of-scope ones by distance and
-67% by the ensemble's top probability, but 72% by their sum after standardising each on the
-in-scope validation rows (median and standard deviation), the rule used here: in-scope score
-``z(log p_top) + z(-distance)``, flagged below the threshold that flags the chosen share of
-in-scope validation rows. Nothing is fitted on out-of-scope rows.
+67% by the ensemble's top probability, 72% by the two summed after standardising each on the
+in-scope validation rows (median and standard deviation), and 75% with the model's margin
+over the out-of-scope label as a third term (the ensemble's evidence, ``ensemble_evidence``).
+The rule: in-scope score = the sum of the standardised evidence columns and the standardised
+negative distance, flagged below the threshold that flags the chosen share of in-scope
+validation rows. Nothing is fitted on out-of-scope rows.
 
 Saved as ``oos_distance.npz`` (no pickle): ``means`` (labels x dim), ``whiten`` (dim x dim,
 so that ``||(x - mean) @ whiten||^2`` is the squared Mahalanobis distance), ``labels`` (the
-label index of each mean row) and ``rule`` (log p_top median and std, -distance median and
-std, threshold).
+label index of each mean row), ``centre`` and ``spread`` (per feature) and ``threshold``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class DistanceDetector:
         means: np.ndarray,
         whiten: np.ndarray,
         labels: np.ndarray,
-        rule: np.ndarray | None = None,
+        rule: tuple[np.ndarray, np.ndarray, float] | None = None,
     ) -> None:
         if means.shape[0] != labels.shape[0] or means.shape[1] != whiten.shape[0]:
             raise ValueError(
@@ -50,15 +51,14 @@ class DistanceDetector:
         self.means = np.asarray(means, np.float32)
         self.whiten = np.asarray(whiten, np.float32)
         self.labels = np.asarray(labels, np.int64)
-        self.rule = np.asarray([0.0, 1.0, 0.0, 1.0, -np.inf] if rule is None else rule, np.float64)
-        if self.rule.shape != (5,):
-            raise ValueError(f"distance detector rule has shape {self.rule.shape}, not (5,)")
-        self._means_w = self.means @ self.whiten
-
-    @property
-    def threshold(self) -> float:
+        centre, spread, threshold = rule or (np.zeros(1), np.ones(1), -np.inf)
+        self.centre = np.asarray(centre, np.float64)
+        self.spread = np.asarray(spread, np.float64)
+        self.threshold = float(threshold)
         """Rows whose combined in-scope score is below this are flagged."""
-        return float(self.rule[4])
+        if self.centre.shape != self.spread.shape:
+            raise ValueError("distance detector rule: centre and spread differ in shape")
+        self._means_w = self.means @ self.whiten
 
     @classmethod
     def fit(
@@ -87,27 +87,39 @@ class DistanceDetector:
         )
         return np.maximum(squared.min(axis=1), 0.0)  # type: ignore[no-any-return]
 
-    def scores(self, pooled: np.ndarray, log_top: np.ndarray) -> np.ndarray:
-        """The combined in-scope score: standardised log top probability plus standardised
-        negative distance (higher: more in scope)."""
-        p_mid, p_sd, d_mid, d_sd, _ = self.rule
-        return (np.asarray(log_top) - p_mid) / p_sd + (-self.distances(pooled) - d_mid) / d_sd  # type: ignore[no-any-return]
+    def _features(self, pooled: np.ndarray, evidence: np.ndarray) -> np.ndarray:
+        """The model's in-scope evidence columns and the negative distance (higher: more in
+        scope)."""
+        return np.column_stack([np.asarray(evidence, np.float64), -self.distances(pooled)])
+
+    def scores(self, pooled: np.ndarray, evidence: np.ndarray) -> np.ndarray:
+        """The combined in-scope score: the sum of the standardised features."""
+        features = self._features(pooled, evidence)
+        if features.shape[1] != self.centre.shape[0]:
+            raise ValueError(
+                f"the detector was calibrated on {self.centre.shape[0] - 1} evidence columns, "
+                f"got {features.shape[1] - 1}"
+            )
+        return ((features - self.centre) / self.spread).sum(axis=1)  # type: ignore[no-any-return]
 
     def calibrate(
-        self, pooled: np.ndarray, log_top: np.ndarray, in_scope: np.ndarray, flag_rate: float
+        self, pooled: np.ndarray, evidence: np.ndarray, in_scope: np.ndarray, flag_rate: float
     ) -> float:
-        """Fit the standardisation on the in-scope validation rows and set the threshold that
-        flags ``flag_rate`` of them; returns the threshold."""
-        p, d = np.asarray(log_top)[in_scope], -self.distances(pooled[in_scope])
-        if not len(p):
+        """Fit the standardisation (median, standard deviation) on the in-scope validation
+        rows and set the threshold that flags ``flag_rate`` of them; returns the threshold.
+        ``evidence``: one row per query, columns of the model's in-scope evidence."""
+        features = self._features(pooled[in_scope], np.asarray(evidence)[in_scope])
+        if not len(features):
             raise ValueError("the distance detector needs in-scope validation rows")
-        self.rule = np.array([np.median(p), _std(p), np.median(d), _std(d), -np.inf])
-        self.rule[4] = np.quantile(self.scores(pooled[in_scope], p), flag_rate)
+        self.centre = np.median(features, axis=0)
+        self.spread = np.maximum(features.std(axis=0), 1e-6)
+        combined = ((features - self.centre) / self.spread).sum(axis=1)
+        self.threshold = float(np.quantile(combined, flag_rate))
         return self.threshold
 
-    def flags(self, pooled: np.ndarray, log_top: np.ndarray) -> np.ndarray:
+    def flags(self, pooled: np.ndarray, evidence: np.ndarray) -> np.ndarray:
         """Rows whose combined in-scope score is below the threshold (out of scope)."""
-        return self.scores(pooled, log_top) < self.threshold  # type: ignore[no-any-return]
+        return self.scores(pooled, evidence) < self.threshold  # type: ignore[no-any-return]
 
     def save(self, directory: Path) -> str:
         np.savez(
@@ -115,15 +127,14 @@ class DistanceDetector:
             means=self.means,
             whiten=self.whiten,
             labels=self.labels,
-            rule=self.rule,
+            centre=self.centre,
+            spread=self.spread,
+            threshold=np.asarray(self.threshold),
         )
         return DISTANCE_FILE
 
     @classmethod
     def load(cls, directory: Path) -> DistanceDetector:
         with np.load(directory / DISTANCE_FILE, allow_pickle=False) as arrays:
-            return cls(arrays["means"], arrays["whiten"], arrays["labels"], arrays["rule"])
-
-
-def _std(values: np.ndarray) -> float:
-    return float(max(np.std(values), 1e-6))
+            rule = (arrays["centre"], arrays["spread"], float(arrays["threshold"]))
+            return cls(arrays["means"], arrays["whiten"], arrays["labels"], rule)

@@ -145,7 +145,9 @@ def fit_ensemble(
         files = (*files, detector.save(staging))
         fused = flag_out_of_scope(fused, flagged, oos_index)
         params["oos_distance"] = {
-            "rule": detector.rule.tolist(),
+            "centre": detector.centre.tolist(),
+            "spread": detector.spread.tolist(),
+            "threshold": detector.threshold,
             "flag_rate": config.oos_distance_rate,
             "holdout_flagged": float(flagged.mean()),
         }
@@ -194,9 +196,18 @@ def _fit_detector(
     targets = np.array([labels.index(train.labels[i]) for i in sample])
     detector = DistanceDetector.fit(pooled, targets, oos_index)
     in_scope = np.array([labels.index(label) != oos_index for label in held.labels])
-    log_top = log_softmax(fused, 1.0).max(axis=1)
-    detector.calibrate(held_pooled, log_top, in_scope, config.oos_distance_rate)
-    return detector, detector.flags(held_pooled, log_top)
+    evidence = ensemble_evidence(fused, oos_index)
+    detector.calibrate(held_pooled, evidence, in_scope, config.oos_distance_rate)
+    return detector, detector.flags(held_pooled, evidence)
+
+
+def ensemble_evidence(fused: np.ndarray, oos_index: int) -> np.ndarray:
+    """The ensemble's in-scope evidence for the distance detector, per row: its top
+    log-probability, and its best in-scope label's log-probability minus the out-of-scope
+    label's."""
+    log_probs = log_softmax(fused, 1.0)
+    in_scope = np.delete(log_probs, oos_index, axis=1).max(axis=1)
+    return np.column_stack([log_probs.max(axis=1), in_scope - log_probs[:, oos_index]])
 
 
 #: How far above the best label a flagged row's out-of-scope logit is set (log-probability).
@@ -312,7 +323,7 @@ class EnsembleScorer:
         fused = combine(logits, member, self.spec)
         if pooled is None:
             return fused
-        flags = detector.flags(pooled, log_softmax(fused, 1.0).max(axis=1))
+        flags = detector.flags(pooled, ensemble_evidence(fused, oos_index))
         return flag_out_of_scope(fused, flags, oos_index)
 
 

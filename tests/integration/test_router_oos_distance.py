@@ -12,7 +12,7 @@ import pytest
 
 from router_training.artifact import load_router
 from router_training.distance import DISTANCE_FILE, DistanceDetector
-from router_training.ensemble import combine, log_softmax
+from router_training.ensemble import combine, ensemble_evidence
 from router_training.samples import DOMAINS_SAMPLE
 from router_training.train import train_router
 
@@ -50,7 +50,9 @@ def test_distance_detector_is_saved_and_applied_when_serving(
     logits, pooled = encoder.logits_and_pooled(texts)
     member = router._scorer._member.logits(texts)  # type: ignore[attr-defined]
     fused = combine(logits, member, router._scorer.spec)  # type: ignore[attr-defined]
-    flags = DistanceDetector.load(out).flags(pooled, log_softmax(fused, 1.0).max(axis=1))
+    flags = DistanceDetector.load(out).flags(
+        pooled, ensemble_evidence(fused, router.labels.index("out_of_scope"))
+    )
     predictions = router.predict(texts)
     assert flags.any()
     for prediction, flagged in zip(predictions, flags, strict=True):

@@ -27,12 +27,12 @@ def test_far_points_are_flagged_and_near_ones_are_not(tmp_path: Path) -> None:
     )
     assert detector.labels.tolist() == [0, 1]  # out-of-scope rows shape no label region
     held, _ = _clusters(np.random.default_rng(1))
-    sure = np.full(len(held), np.log(0.9))  # the same top probability everywhere
+    sure = np.full((len(held), 1), np.log(0.9))  # the same top probability everywhere
     threshold = detector.calibrate(held, sure, np.ones(len(held), bool), flag_rate=0.05)
     assert np.isfinite(threshold)
     assert detector.flags(held, sure).mean() <= 0.05 + 1e-9
-    assert detector.flags(oos_rows, np.full(20, np.log(0.9))).all()
-    unsure = np.full(len(held), np.log(0.2))  # a low top probability flags near points too
+    assert detector.flags(oos_rows, np.full((20, 1), np.log(0.9))).all()
+    unsure = np.full((len(held), 1), np.log(0.2))  # a low top probability flags near points too
     assert detector.flags(held, unsure).all()
     detector.save(tmp_path)
     loaded = DistanceDetector.load(tmp_path)
