@@ -3,9 +3,13 @@ one that scores best on the validation split, and record every candidate's score
 
 The TF-IDF baseline is always trained first and is always a candidate, so the chosen router is
 never worse on validation than the baseline trained in the same run (by the selection score,
-``selection_score``). Then, cheapest first, the ``hybrid`` kind and the MiniLM + TF-IDF
-``ensemble`` (its encoder fine-tuned under a deadline, so a slow machine gets a shorter
-fine-tune rather than a blown budget). A candidate whose estimated cost does not fit in what is
+``selection_score``). Then the MiniLM + TF-IDF ``ensemble`` (its epochs cut to fit the time
+left, and its fine-tuning under a deadline, so a slow machine gets a shorter fine-tune rather
+than a blown budget), then the ``hybrid`` kind with the time that is left. The encoder goes
+before the hybrid because it is the candidate the budget decides: on a busy 2-core machine,
+hybrid first (its static-vector distillation took ~5 minutes at load average 9) left too
+little of 10 minutes for any fine-tuning, while the hybrid is the cheap fallback where the
+encoder does not fit (long texts). A candidate whose estimated cost does not fit in what is
 left of the budget, or whose base model is not installed, is skipped with the reason recorded.
 
 Every candidate uses the same training rows, the same validation rows and the same abstain
@@ -45,8 +49,8 @@ __all__ = [
 
 log = logging.getLogger("router_training")
 
-#: Candidate kinds in the order they are tried (cheapest first).
-AUTO_CANDIDATES = ("tfidf", "hybrid", "ensemble")
+#: Candidate kinds in the order they are tried (the baseline, the encoder, the fallback).
+AUTO_CANDIDATES = ("tfidf", "ensemble", "hybrid")
 
 #: Rows above which the encoder candidate is not tried (fine-tuning cost grows with rows).
 MAX_ENCODER_ROWS = 60_000
@@ -178,10 +182,6 @@ def plan_candidates(
     tfidf_s = 5.0 + _TFIDF_S_PER_ROW * rows
     plans = [CandidatePlan("tfidf", _candidate_config(config, "tfidf", {}), tfidf_s)]
     missing = available()
-    hybrid_s = tfidf_s + _DISTIL_CPU_S / threads
-    plans.append(
-        CandidatePlan("hybrid", _candidate_config(config, "hybrid", {}), hybrid_s, missing)
-    )
     # the distance detector's rule abstains on the same share of in-scope validation rows
     # as the other candidates' threshold, so the comparison stays fair
     defaults = {
@@ -197,6 +197,10 @@ def plan_candidates(
     if reason is None and rows > MAX_ENCODER_ROWS:
         reason = f"{rows} training rows (more than {MAX_ENCODER_ROWS}): fine-tuning too slow"
     plans.append(CandidatePlan("ensemble", ensemble, ensemble_s, reason, epoch_s))
+    hybrid_s = tfidf_s + _DISTIL_CPU_S / threads
+    plans.append(
+        CandidatePlan("hybrid", _candidate_config(config, "hybrid", {}), hybrid_s, missing)
+    )
     return plans
 
 

@@ -30,17 +30,17 @@ def _installed() -> None:
 
 def test_small_data_plans_every_candidate_with_the_ensemble_defaults() -> None:
     plans = plan_candidates(TrainConfig(kind="auto"), 15_000, frozenset(), _installed)
-    assert [p.name for p in plans] == ["tfidf", "hybrid", "ensemble"]
+    assert [p.name for p in plans] == ["tfidf", "ensemble", "hybrid"]
     assert all(p.skip_reason is None for p in plans)
-    ensemble = plans[2].config
+    ensemble = plans[1].config
     assert (ensemble.kind, ensemble.max_length, ensemble.epochs) == ("ensemble", 32, 2)
     assert all(p.config.abstain_target == "abstain_rate<=0.01" for p in plans)
     assert ensemble.oos_distance_rate == 0.01
     other = TrainConfig(kind="auto", abstain_target="oos_recall>=0.8")
     kept = plan_candidates(other, 100, frozenset({"abstain_target"}), _installed)
-    assert kept[2].config.abstain_target == "oos_recall>=0.8"
-    assert kept[2].config.oos_distance_rate is None  # the detector would override the target
-    assert plans[0].estimate_s < plans[1].estimate_s < plans[2].estimate_s
+    assert kept[1].config.abstain_target == "oos_recall>=0.8"
+    assert kept[1].config.oos_distance_rate is None  # the detector would override the target
+    assert plans[0].estimate_s < plans[2].estimate_s < plans[1].estimate_s
 
 
 def test_encoder_length_follows_the_data() -> None:
@@ -52,12 +52,12 @@ def test_encoder_length_follows_the_data() -> None:
 def test_settings_the_user_gave_are_kept_for_the_encoder() -> None:
     config = TrainConfig(kind="auto", max_length=48, epochs=1)
     plans = plan_candidates(config, 1_000, frozenset({"max_length", "epochs"}), _installed)
-    assert (plans[2].config.max_length, plans[2].config.epochs) == (48, 1)
+    assert (plans[1].config.max_length, plans[1].config.epochs) == (48, 1)
 
 
 def test_large_data_or_a_missing_encoder_skip_candidates() -> None:
     plans = plan_candidates(TrainConfig(kind="auto"), 500_000, frozenset(), _installed)
-    assert plans[2].skip_reason is not None and "500000" in plans[2].skip_reason
+    assert plans[1].skip_reason is not None and "500000" in plans[1].skip_reason
     missing = plan_candidates(TrainConfig(kind="auto"), 100, frozenset(), lambda: "no MiniLM")
     assert [p.skip_reason for p in missing] == [None, "no MiniLM", "no MiniLM"]
 
@@ -127,7 +127,7 @@ def test_auto_writes_the_chosen_artifact_with_every_candidate(tmp_path: Path) ->
     report = train_router(DOMAINS_SAMPLE, out, time_budget_s=1.0, progress=False)
     assert report.kind == "tfidf"  # nothing else fits in one second
     names = [c["name"] for c in report.candidates]
-    assert names == ["tfidf", "hybrid", "ensemble"]
+    assert names == ["tfidf", "ensemble", "hybrid"]
     assert report.candidates[0]["score"] == pytest.approx(report.metrics["macro_f1"])
     manifest: dict[str, Any] = json.loads((out / "manifest.json").read_text())
     assert manifest["params"]["auto"]["chosen"] == "tfidf"
