@@ -73,7 +73,8 @@ def candidate_table(records: list[dict[str, Any]], chosen: str) -> list[str]:
                 "abstain_threshold",
             )
         ]
-        mark = "**chosen**" if record["name"] == chosen else ""
+        marks = ["**chosen**" if record["name"] == chosen else "", record.get("note") or ""]
+        mark = "; ".join(m for m in marks if m)
         lines.append(f"| {record['name']} | {' | '.join(cells)} | {record['seconds']} | {mark} |")
     return lines
 
