@@ -114,8 +114,11 @@ def _keep_best(model: Any, patience: int) -> Any:
 
 
 def _deadline(limit_s: float | None) -> list[Any]:
-    """A callback that stops training ``limit_s`` seconds from now, after one last validation
-    (so ``KeepBest`` sees the partly trained weights); none without a limit."""
+    """A callback that stops training ``limit_s`` seconds from now; none without a limit.
+
+    Stopping mid-epoch ends the epoch, and the epoch's validation still runs, so ``KeepBest``
+    sees the partly trained weights. (Asking for a validation here as well ran it twice: on a
+    loaded machine that cost minutes of the budget.)"""
     if limit_s is None:
         return []
     import time
@@ -125,7 +128,7 @@ def _deadline(limit_s: float | None) -> list[Any]:
     stop_at = time.monotonic() + limit_s
 
     class Deadline(TrainerCallback):
-        """Stop (and validate once more) when the time limit is reached."""
+        """Stop when the time limit is reached."""
 
         stopped = False
 
@@ -133,7 +136,6 @@ def _deadline(limit_s: float | None) -> list[Any]:
             if not self.stopped and time.monotonic() >= stop_at:
                 self.stopped = True
                 control.should_training_stop = True
-                control.should_evaluate = True
 
     return [Deadline()]
 

@@ -60,3 +60,14 @@ def test_distance_detector_is_saved_and_applied_when_serving(
             assert prediction.abstained and prediction.label == "out_of_scope"
     abstained = np.array([p.abstained for p in predictions])
     assert abstained[flags].all()
+
+
+def test_encoder_time_limit_stops_after_one_validation(tiny_encoder: Path, tmp_path: Path) -> None:
+    report = train_router(
+        DOMAINS_SAMPLE, tmp_path / "r", kind="bert", base_model=tiny_encoder, epochs=3,
+        max_length=24, encoder_time_limit_s=0.001, progress=False,
+    )  # fmt: skip
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest["params"]["epochs_run"] == 1  # stopped in epoch 1, validated once
+    assert manifest["params"]["best_epoch"] < 1.0
+    assert report.metrics["accuracy"] is not None
