@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -231,8 +232,20 @@ def _export(
         **history,
     }
     return FitResult(
-        files=tuple(files), val_logits=val_logits, runtime=runtime, pooling=pooling, params=params
+        files=tuple(files),
+        val_logits=val_logits,
+        runtime=runtime,
+        pooling=pooling,
+        params=params,
+        embed=lambda texts: _batched_pooled(scorer, texts),
     )
+
+
+def _batched_pooled(scorer: EncoderScorer, texts: Sequence[str]) -> np.ndarray | None:
+    parts = [scorer.logits_and_pooled(texts[i : i + 256])[1] for i in range(0, len(texts), 256)]
+    if not parts or any(part is None for part in parts):
+        return None
+    return np.concatenate([part for part in parts if part is not None])
 
 
 def _runtime(requested: Literal["auto", "torch", "onnx"]) -> Literal["torch", "onnx"]:

@@ -8,7 +8,7 @@ from typing import Any
 from router_training.manifest import CARD, Manifest
 from router_training.metric_names import QUALITY_METRICS
 
-__all__ = ["write_card"]
+__all__ = ["candidate_table", "write_card"]
 
 
 def _fmt(value: Any) -> str:
@@ -51,6 +51,47 @@ def _gate_line(gate: dict[str, Any]) -> str:
     )
 
 
+def candidate_table(records: list[dict[str, Any]], chosen: str) -> list[str]:
+    """A Markdown table of kind auto's candidates (``auto.CandidateResult.record`` dicts)."""
+    lines = [
+        "| candidate | score | macro-F1 | in-scope accuracy | OOS recall | AUROC | threshold "
+        "| seconds | |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for record in records:
+        if record.get("skipped"):
+            lines.append(f"| {record['name']} | | | | | | | | skipped: {record['skipped']} |")
+            continue
+        cells = [
+            _fmt(record.get(key))
+            for key in (
+                "score",
+                "macro_f1",
+                "in_scope_accuracy",
+                "oos_recall",
+                "auroc",
+                "abstain_threshold",
+            )
+        ]
+        marks = ["**chosen**" if record["name"] == chosen else "", record.get("note") or ""]
+        mark = "; ".join(m for m in marks if m)
+        lines.append(f"| {record['name']} | {' | '.join(cells)} | {record['seconds']} | {mark} |")
+    return lines
+
+
+def _auto_lines(params: dict[str, Any]) -> list[str]:
+    auto = params.get("auto")
+    if not isinstance(auto, dict):
+        return []
+    return [
+        "## How this router was chosen (kind auto)",
+        f"Selection: {auto['selection']}. Chosen: **{auto['chosen']}**: {auto['reason']}.",
+        "",
+        *candidate_table(auto["candidates"], auto["chosen"]),
+        "",
+    ]
+
+
 def write_card(directory: Path, manifest: Manifest, label_counts: dict[str, int]) -> None:
     metrics = manifest.metrics
     lines = [
@@ -82,8 +123,9 @@ def write_card(directory: Path, manifest: Manifest, label_counts: dict[str, int]
         "|---|---|",
         *[f"| {key} | {_fmt(metrics.get(key))} |" for key in QUALITY_METRICS],
         "",
+        *_auto_lines(manifest.params),
         "## Training parameters",
-        *[f"- {key}: `{value}`" for key, value in sorted(manifest.params.items())],
+        *[f"- {key}: `{value}`" for key, value in sorted(manifest.params.items()) if key != "auto"],
         "",
         "Limitations: the router only knows the labels above; queries unlike its training data "
         "get unreliable probabilities. Re-evaluate with `spillway router eval` on your traffic.",

@@ -7,6 +7,7 @@ imports none of them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,13 +28,20 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["bert", "tfidf", "hybrid", "ensemble"] = Field(
-        "bert",
-        description="Model family: encoder, TF-IDF + LR, TF-IDF + static vectors + LR, or an "
-        "encoder and a TF-IDF/hybrid model averaged in log-probability (ensemble).",
+    kind: Literal["auto", "bert", "tfidf", "hybrid", "ensemble"] = Field(
+        "auto",
+        description="Model family: auto (train the candidates that fit the time budget and keep "
+        "the best on validation, never worse than TF-IDF), encoder, TF-IDF + LR, TF-IDF + "
+        "static vectors + LR, or an encoder and a TF-IDF/hybrid model averaged in "
+        "log-probability (ensemble).",
     )
     seed: int = Field(0, description="Seed for splits, initialisation and data order.")
-    epochs: int | None = Field(None, ge=1, description="Max epochs (None: the kind's default).")
+    epochs: float | None = Field(
+        None,
+        gt=0,
+        description="Max epochs (None: the kind's default); a fraction trains part of the "
+        "last epoch (kind auto shrinks the encoder's epochs to fit its time budget).",
+    )
     base_model: Path | None = Field(
         None,
         description="Local HF encoder directory or 'minilm': fine-tuned (bert kind) or the "
@@ -81,9 +89,31 @@ class TrainConfig(BaseModel):
         "'agreement>=0.995' (optionally ',abstain_agreement>=W'), 'encoder_fraction<=0.3', "
         "'fixed=0.9' or 'none' (the encoder scores every query).",
     )
+    oos_distance_rate: float | None = Field(
+        None,
+        ge=0.0,
+        lt=0.5,
+        description="Ensemble kind with an out-of-scope label: abstain on the queries whose "
+        "combined score (top probability and embedding distance to the in-scope labels, "
+        "router_training.distance) is below that of this share of the in-scope validation "
+        "queries; this rule then replaces the abstain target's threshold. None: off.",
+    )
     progress: bool = Field(True, description="Show progress bars.")
     threads: int = Field(
         1, ge=1, description="CPU threads for torch and ONNX Runtime (1 is fastest on a busy CPU)."
+    )
+
+    time_budget_s: float = Field(
+        600.0,
+        gt=0,
+        description="Wall-time budget of kind auto in seconds: candidates whose estimated cost "
+        "does not fit in what is left are skipped, and the encoder's fine-tuning stops in time.",
+    )
+    encoder_time_limit_s: float | None = Field(
+        None,
+        gt=0,
+        description="Stop fine-tuning an encoder after this many seconds, keeping the best "
+        "validated weights so far (None: no limit; kind auto sets it from the budget).",
     )
 
     @field_validator("ensemble_gate")
@@ -111,3 +141,8 @@ class FitResult:
     """Encoder pooling (encoder kinds), None otherwise."""
     params: dict[str, Any] = field(default_factory=dict)
     """Kind-specific training parameters and history, merged into the manifest's params."""
+    embed: Callable[[Sequence[str]], np.ndarray | None] | None = None
+    """Encoder kinds: pooled embeddings of texts through the exported model (or None)."""
+    abstain_target: str | None = None
+    """The abstain target the finishing step uses instead of the config's (an ensemble with
+    a distance detector: "none", its rule already abstains), or None."""

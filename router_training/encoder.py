@@ -50,6 +50,7 @@ def build_classifier(encoder: Any, n_labels: int, pooling: str, dropout: float =
             self.pooling = pooling
             self.dropout = nn.Dropout(dropout)
             self.head = nn.Linear(encoder.config.hidden_size, n_labels)
+            self.with_pooled = False  # also output the pooled vector (ONNX export, embeddings)
 
         def forward(
             self,
@@ -63,7 +64,8 @@ def build_classifier(encoder: Any, n_labels: int, pooling: str, dropout: float =
             else:
                 mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-            return {"logits": self.head(self.dropout(pooled))}
+            logits = self.head(self.dropout(pooled))
+            return {"logits": logits, "pooled": pooled} if self.with_pooled else {"logits": logits}
 
     return PooledClassifier()
 
@@ -99,12 +101,17 @@ class EncoderScorer:
         self.runtime = runtime
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
+        return self.logits_and_pooled(texts)[0]
+
+    def logits_and_pooled(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits and pooled embeddings (None from an ONNX graph exported without them)."""
         encodings = self._tokenizer.encode_batch(list(texts))
         if len(encodings) == 1:
             ids = np.asarray([encodings[0].ids], dtype=np.int64)
             return self._run(ids, np.ones_like(ids))  # type: ignore[no-any-return]
         order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
         out = np.empty((len(encodings), self.n_outputs), dtype=np.float32)
+        pooled: np.ndarray | None = None
         for start in range(0, len(order), _SUB_BATCH):
             chunk = order[start : start + _SUB_BATCH]
             width = max(len(encodings[i].ids) for i in chunk)
@@ -114,8 +121,13 @@ class EncoderScorer:
                 n = len(encodings[i].ids)
                 ids[row, :n] = encodings[i].ids
                 mask[row, :n] = 1
-            out[chunk] = self._run(ids, mask)
-        return out
+            logits, vectors = self._run(ids, mask)
+            out[chunk] = logits
+            if vectors is not None:
+                if pooled is None:
+                    pooled = np.empty((len(encodings), vectors.shape[1]), dtype=np.float32)
+                pooled[chunk] = vectors
+        return out, pooled
 
 
 def load_encoder_scorer(directory: Path, manifest: Manifest, threads: int | None = None) -> Any:
@@ -152,10 +164,13 @@ def onnx_runner(path: Path, threads: int | None) -> Any:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     names = {i.name for i in session.get_inputs()}
+    outputs = [o.name for o in session.get_outputs()]
+    wanted = ["logits", "pooled"] if "pooled" in outputs else [outputs[0]]
 
-    def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def run(ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         feed = {"input_ids": ids, "attention_mask": mask}
-        return session.run(None, {k: v for k, v in feed.items() if k in names})[0]  # type: ignore[no-any-return]
+        result = session.run(wanted, {k: v for k, v in feed.items() if k in names})
+        return result[0], (result[1] if len(result) > 1 else None)
 
     return run
 
@@ -166,34 +181,46 @@ def torch_runner(directory: Path, n_labels: int, pooling: str, threads: int | No
     if threads:
         torch.set_num_threads(threads)
     model = load_torch_classifier(directory, n_labels, pooling)
+    model.with_pooled = True
 
-    def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def run(ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         with torch.inference_mode():
-            out = model(torch.from_numpy(ids), torch.from_numpy(mask))["logits"]
-        return out.float().numpy()  # type: ignore[no-any-return]
+            out = model(torch.from_numpy(ids), torch.from_numpy(mask))
+        return out["logits"].float().numpy(), out["pooled"].float().numpy()
 
     return run
 
 
 def export_onnx(model: Any, path: Path, opset: int = 17) -> None:
-    """Export the classifier (dynamic batch and length) with the TorchScript exporter."""
+    """Export the classifier (dynamic batch and length) with the TorchScript exporter; its
+    outputs are ``logits`` and ``pooled`` (the embedding the head reads, for out-of-scope
+    distances, ``router_training.distance``)."""
     import torch
 
     model = model.eval()
     ids = torch.ones((2, 8), dtype=torch.long)
     mask = torch.ones((2, 8), dtype=torch.long)
     axes = {0: "batch", 1: "sequence"}
-    with torch.inference_mode():
-        torch.onnx.export(
-            model,
-            (ids, mask),
-            str(path),
-            input_names=["input_ids", "attention_mask"],
-            output_names=["logits"],
-            dynamic_axes={"input_ids": axes, "attention_mask": axes, "logits": {0: "batch"}},
-            opset_version=opset,
-            dynamo=False,
-        )
+    model.with_pooled = True
+    try:
+        with torch.inference_mode():
+            torch.onnx.export(
+                model,
+                (ids, mask),
+                str(path),
+                input_names=["input_ids", "attention_mask"],
+                output_names=["logits", "pooled"],
+                dynamic_axes={
+                    "input_ids": axes,
+                    "attention_mask": axes,
+                    "logits": {0: "batch"},
+                    "pooled": {0: "batch"},
+                },
+                opset_version=opset,
+                dynamo=False,
+            )
+    finally:
+        model.with_pooled = False
 
 
 def export_optimized_onnx(model: Any, path: Path, optimization: OnnxOptimization) -> dict[str, int]:

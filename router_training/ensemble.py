@@ -30,6 +30,7 @@ from router_training.bert import fit_encoder
 from router_training.calibration import calibrate, fit_temperature, softmax
 from router_training.config import FitResult, TrainConfig
 from router_training.data import LabelledData, find_out_of_scope_label
+from router_training.distance import DISTANCE_FILE, DistanceDetector
 from router_training.encoder import load_encoder_scorer
 from router_training.gate import ABSTAIN, choose_gate, decisions, gate_stats, parse_gate_target
 from router_training.kinds import Scorer
@@ -120,23 +121,106 @@ def fit_ensemble(
     if config.ensemble_weight is not None:
         spec = spec.model_copy(update={"encoder_weight": config.ensemble_weight})
     oos_label = find_out_of_scope_label(labels, config.out_of_scope_label)
+    oos_index = labels.index(oos_label) if oos_label is not None else None
+    fused = combine(encoder.val_logits, member.val_logits, spec)
+    fitted = _fit_detector(config, encoder, train, held, labels, oos_index, fused)
+    flagged = fitted[1] if fitted is not None else None
+    # with a detector its rule replaces the probability threshold (it includes p_top)
+    abstain_target = "none" if fitted is not None else config.abstain_target
     spec, gate = fit_gate(
         spec,
         encoder.val_logits,
         member.val_logits,
         targets,
-        labels.index(oos_label) if oos_label is not None else None,
-        abstain_target=config.abstain_target,
+        oos_index,
+        abstain_target=abstain_target,
         gate_target=config.ensemble_gate,
+        flagged=flagged,
     )
     (staging / ENSEMBLE_FILE).write_text(spec.model_dump_json(indent=2) + "\n")
+    files = (*encoder.files, *member.files, ENSEMBLE_FILE)
+    params = {**encoder.params, "ensemble": spec.model_dump(), "gate": gate}
+    if fitted is not None and oos_index is not None:
+        detector, flagged = fitted
+        files = (*files, detector.save(staging))
+        fused = flag_out_of_scope(fused, flagged, oos_index)
+        params["oos_distance"] = {
+            "centre": detector.centre.tolist(),
+            "spread": detector.spread.tolist(),
+            "threshold": detector.threshold,
+            "flag_rate": config.oos_distance_rate,
+            "holdout_flagged": float(flagged.mean()),
+        }
     return FitResult(
-        files=(*encoder.files, *member.files, ENSEMBLE_FILE),
-        val_logits=combine(encoder.val_logits, member.val_logits, spec),
+        files=files,
+        val_logits=fused,
         runtime=encoder.runtime,
         pooling=encoder.pooling,
-        params={**encoder.params, "ensemble": spec.model_dump(), "gate": gate},
+        params=params,
+        abstain_target=abstain_target,
     )
+
+
+#: Training rows per label the distance detector's means and covariance are fitted on.
+_DETECTOR_ROWS_PER_LABEL = 400
+
+
+def _fit_detector(
+    config: TrainConfig,
+    encoder: FitResult,
+    train: LabelledData,
+    held: LabelledData,
+    labels: list[str],
+    oos_index: int | None,
+    fused: np.ndarray,
+) -> tuple[DistanceDetector, np.ndarray] | None:
+    """The distance detector (``router_training.distance``), fitted on a per-label sample of
+    the training rows and calibrated on the held-out in-scope rows (``fused``: the
+    ensemble's held-out scores), and its held-out flags; None when off, without an
+    out-of-scope label, or when the encoder graph has no pooled output."""
+    if config.oos_distance_rate is None or oos_index is None or encoder.embed is None:
+        return None
+    rng = np.random.default_rng(config.seed)
+    by_label: dict[str, list[int]] = {}
+    for index, label in enumerate(train.labels):
+        by_label.setdefault(label, []).append(index)
+    sample = sorted(
+        i
+        for rows in by_label.values()
+        for i in rng.permutation(rows)[:_DETECTOR_ROWS_PER_LABEL].tolist()
+    )
+    pooled = encoder.embed([train.texts[i] for i in sample])
+    held_pooled = encoder.embed(held.texts)
+    if pooled is None or held_pooled is None:
+        return None
+    targets = np.array([labels.index(train.labels[i]) for i in sample])
+    detector = DistanceDetector.fit(pooled, targets, oos_index)
+    in_scope = np.array([labels.index(label) != oos_index for label in held.labels])
+    evidence = ensemble_evidence(fused, oos_index)
+    detector.calibrate(held_pooled, evidence, in_scope, config.oos_distance_rate)
+    return detector, detector.flags(held_pooled, evidence)
+
+
+def ensemble_evidence(fused: np.ndarray, oos_index: int) -> np.ndarray:
+    """The ensemble's in-scope evidence for the distance detector, per row: its top
+    log-probability, and its best in-scope label's log-probability minus the out-of-scope
+    label's."""
+    log_probs = log_softmax(fused, 1.0)
+    in_scope = np.delete(log_probs, oos_index, axis=1).max(axis=1)
+    return np.column_stack([log_probs.max(axis=1), in_scope - log_probs[:, oos_index]])
+
+
+#: How far above the best label a flagged row's out-of-scope logit is set (log-probability).
+FLAG_MARGIN = 2.0
+
+
+def flag_out_of_scope(logits: np.ndarray, flagged: np.ndarray, oos_index: int) -> np.ndarray:
+    """``logits`` with the out-of-scope label made the top label, by ``FLAG_MARGIN``, on the
+    flagged rows: the router then abstains on them as on any out-of-scope prediction."""
+    out = np.array(logits, dtype=np.float64, copy=True)
+    if flagged.any():
+        out[flagged, oos_index] = out[flagged].max(axis=1) + FLAG_MARGIN
+    return out
 
 
 def fit_gate(
@@ -148,6 +232,7 @@ def fit_gate(
     *,
     abstain_target: str,
     gate_target: str,
+    flagged: np.ndarray | None = None,
 ) -> tuple[EnsembleSpec, dict[str, Any]]:
     """Choose the gate on held-out logits; return the gated spec and the held-out statistics.
 
@@ -159,6 +244,8 @@ def fit_gate(
     if target.metric == "none":
         return spec.model_copy(update={"gate_threshold": None, "gate_target": "none"}), {}
     fused = combine(encoder, member, spec)
+    if flagged is not None and oos_index is not None:
+        fused = flag_out_of_scope(fused, flagged, oos_index)
     temperature, threshold, _ = calibrate(fused, targets, oos_index, abstain_target)
     full = decisions(softmax(fused, temperature), threshold, oos_index)
     member_log_probs = log_softmax(member, spec.member_temperature)
@@ -184,7 +271,13 @@ class EnsembleScorer:
     """
 
     def __init__(
-        self, encoder: Scorer, member: Scorer, spec: EnsembleSpec, *, temperature: float
+        self,
+        encoder: Scorer,
+        member: Scorer,
+        spec: EnsembleSpec,
+        *,
+        temperature: float,
+        detector: tuple[DistanceDetector, int] | None = None,
     ) -> None:
         if encoder.n_outputs != member.n_outputs:
             raise ValueError(
@@ -199,6 +292,7 @@ class EnsembleScorer:
         self.temperature = temperature
         self.texts_scored = 0
         self.encoder_texts = 0
+        self._detector = detector
 
     @property
     def n_outputs(self) -> int:
@@ -210,23 +304,40 @@ class EnsembleScorer:
         gate = self.spec.gate_threshold
         if gate is None:
             self.encoder_texts += len(texts)
-            return combine(self._encoder.logits(texts), member, self.spec)
+            return self._fused(texts, member)
         member_log_probs = log_softmax(member, self.spec.member_temperature)
         scores = self.temperature * member_log_probs
         rows = np.flatnonzero(np.exp(member_log_probs.max(axis=1)) < gate)
         if rows.size:
-            encoder = self._encoder.logits([texts[i] for i in rows])
-            scores[rows] = combine(encoder, member[rows], self.spec)
+            scores[rows] = self._fused([texts[i] for i in rows], member[rows])
             self.encoder_texts += int(rows.size)
         return scores
+
+    def _fused(self, texts: Sequence[str], member: np.ndarray) -> np.ndarray:
+        """The encoder's and the member's scores combined, with distance-flagged rows made
+        out of scope (when the artifact has a distance detector)."""
+        if self._detector is None:
+            return combine(self._encoder.logits(texts), member, self.spec)
+        detector, oos_index = self._detector
+        logits, pooled = self._encoder.logits_and_pooled(texts)  # type: ignore[attr-defined]
+        fused = combine(logits, member, self.spec)
+        if pooled is None:
+            return fused
+        flags = detector.flags(pooled, ensemble_evidence(fused, oos_index))
+        return flag_out_of_scope(fused, flags, oos_index)
 
 
 def load_ensemble_scorer(directory: Path, manifest: Manifest) -> EnsembleScorer:
     """The scorer of an "ensemble" artifact (the kind registry's loader)."""
     spec = EnsembleSpec.model_validate_json((directory / ENSEMBLE_FILE).read_text())
+    detector = None
+    if DISTANCE_FILE in manifest.files and manifest.out_of_scope_label is not None:
+        oos_index = manifest.labels.index(manifest.out_of_scope_label)
+        detector = (DistanceDetector.load(directory), oos_index)
     return EnsembleScorer(
         load_encoder_scorer(directory, manifest),
         TfidfScorer.load(directory),
         spec,
         temperature=manifest.temperature,
+        detector=detector,
     )

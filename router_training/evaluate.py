@@ -57,6 +57,7 @@ def quality_metrics(
         "abstain_rate": float(abstained.mean()),
         "accepted_accuracy": float((top == targets)[accepted].mean()) if accepted.any() else None,
         "ece": expected_calibration_error(probs, targets),
+        "auroc": _auroc(probs, targets),
         "abstain_threshold": float(threshold),
         "per_label": {
             labels[i]: {
@@ -73,6 +74,16 @@ def quality_metrics(
         },
     }
     return metrics
+
+
+def _auroc(probs: np.ndarray, targets: np.ndarray) -> float | None:
+    """ROC AUC of the second label's probability, for two labels (e.g. a difficulty scorer's
+    false/true) when both occur; None otherwise."""
+    from sklearn.metrics import roc_auc_score
+
+    if probs.shape[1] != 2 or len(set(targets.tolist())) != 2:
+        return None
+    return float(roc_auc_score(targets == 1, probs[:, 1]))
 
 
 def measure_speed(

@@ -31,6 +31,7 @@ from router_training.manifest import MANIFEST, Manifest, write_manifest
 
 __all__ = [
     "TrainReport",
+    "check_out",
     "finish_artifact",
     "replace_artifact",
     "staged_artifact",
@@ -52,13 +53,24 @@ class TrainReport(BaseModel):
     train_examples: int = Field(description="Rows trained on.")
     metrics: dict[str, Any] = Field(description="Validation metrics.")
     seconds: float = Field(description="Wall time of training and export.")
+    candidates: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Kind auto: every candidate's validation scores (or why it was skipped).",
+    )
+    choice: str | None = Field(None, description="Kind auto: which candidate won, and why.")
 
 
 def staging_dir(out: Path) -> Path:
-    """A new private temporary directory beside ``out`` to build the artifact in.
+    """A new private temporary directory beside ``out`` to build the artifact in
+    (``check_out`` first)."""
+    check_out(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
 
-    Refuses (``FileExistsError``) when ``out`` is a file, or a non-empty directory that is not
-    a router artifact (no ``manifest.json``), so a wrong ``--out`` never deletes user files.
+
+def check_out(out: Path) -> None:
+    """Refuse (``FileExistsError``) an ``out`` that is a file, or a non-empty directory that is
+    not a router artifact (no ``manifest.json``), so a wrong ``--out`` never deletes user files.
     """
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a directory; choose another --out")
@@ -67,8 +79,6 @@ def staging_dir(out: Path) -> Path:
             f"{out} is a non-empty directory that is not a router artifact; refusing to "
             "overwrite it. Choose an empty or new --out directory"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
 
 
 def replace_artifact(staging: Path, out: Path) -> None:
@@ -116,7 +126,7 @@ def finish_artifact(
     y_val = np.array([labels.index(label) for label in held.labels])
     oos_index = labels.index(oos_label) if oos_label is not None else None
     temperature, threshold, target = calibrate(
-        fitted.val_logits, y_val, oos_index, config.abstain_target
+        fitted.val_logits, y_val, oos_index, fitted.abstain_target or config.abstain_target
     )
     probs = softmax(np.asarray(fitted.val_logits, np.float64), temperature)
     metrics = quality_metrics(probs, y_val, labels, oos_index, threshold)

@@ -38,7 +38,7 @@ def run_trainer(
         eval_dataset=val_rows,
         data_collator=_collate,
         compute_metrics=_macro_f1,
-        callbacks=[keep],
+        callbacks=[keep, *_deadline(config.encoder_time_limit_s)],
     )
     trainer.remove_callback(PrinterCallback)  # prints log dicts to stdout without --progress
     trainer.train()
@@ -113,11 +113,40 @@ def _keep_best(model: Any, patience: int) -> Any:
     return KeepBest(patience)
 
 
+def _deadline(limit_s: float | None) -> list[Any]:
+    """A callback that stops training ``limit_s`` seconds from now; none without a limit.
+
+    Stopping mid-epoch ends the epoch, and the epoch's validation still runs, so ``KeepBest``
+    sees the partly trained weights. (Asking for a validation here as well ran it twice: on a
+    loaded machine that cost minutes of the budget.)"""
+    if limit_s is None:
+        return []
+    import time
+
+    from transformers import TrainerCallback
+
+    stop_at = time.monotonic() + limit_s
+
+    class Deadline(TrainerCallback):
+        """Stop when the time limit is reached."""
+
+        stopped = False
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if not self.stopped and time.monotonic() >= stop_at:
+                self.stopped = True
+                control.should_training_stop = True
+
+    return [Deadline()]
+
+
 def _learning_rate(config: TrainConfig, pretrained: bool) -> float:
     return config.learning_rate or (1e-4 if pretrained else 1e-3)
 
 
-def _arguments(cls: Any, config: TrainConfig, pretrained: bool, epochs: int, work_dir: Path) -> Any:
+def _arguments(
+    cls: Any, config: TrainConfig, pretrained: bool, epochs: float, work_dir: Path
+) -> Any:
     return cls(
         output_dir=str(work_dir),
         num_train_epochs=epochs,

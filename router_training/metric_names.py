@@ -10,6 +10,7 @@ QUALITY_METRICS = (
     "abstain_rate",
     "accepted_accuracy",
     "ece",
+    "auroc",
 )
 
 # The ensemble gate target `router train --kind ensemble` and `router ensemble` use unless told

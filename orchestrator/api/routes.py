@@ -88,8 +88,14 @@ def _query_routes(router: APIRouter, parts: ReplicaParts) -> None:
             score,
             correct=parsed.correct,
             comment=parsed.comment,
+            route=parsed.route,
         )
-        return {"id": feedback_id, "query_id": parsed.query_id, "score": score}
+        return {
+            "id": feedback_id,
+            "query_id": parsed.query_id,
+            "score": score,
+            "route": parsed.route,
+        }
 
 
 def model_cards(parts: ReplicaParts, tenant: str) -> list[dict[str, Any]]:

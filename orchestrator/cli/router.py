@@ -10,6 +10,13 @@ from typing import Any
 
 import click
 
+from orchestrator.cli.router_options import (
+    from_ledger_options,
+    given_options,
+    idle_cores,
+    run_from_ledger,
+    seconds_of,
+)
 from router_training.metric_names import DEFAULT_GATE_TARGET, QUALITY_METRICS
 
 _SUMMARY_KEYS = (
@@ -50,7 +57,9 @@ def _gate_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 @router.command()
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="Labelled JSONL/CSV.")
+@click.option(
+    "--data", type=click.Path(path_type=Path), help="Labelled JSONL/CSV (or --from-ledger)."
+)
 @click.option("--val", type=click.Path(path_type=Path), help="Validation file (default: hold out).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Artifact directory.")
 @click.option(
@@ -63,14 +72,28 @@ def _gate_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--label-field", default="label", show_default=True, help="Field with the label.")
 @click.option("--epochs", type=int, help="Maximum epochs (default: the model kind's).")
 @click.option("--seed", default=0, show_default=True, help="Random seed (training is repeatable).")
-@click.option("--max-length", default=64, show_default=True, help="Tokens kept per query.")
+@click.option(
+    "--max-length", default=64, show_default=True, help="Tokens kept per query (encoders)."
+)
 @click.option("--keep-layers", type=int, help="Keep only the first N layers of --base-model.")
 @click.option("--baseline", type=click.Choice(["tfidf"]), help="Train the TF-IDF + LR baseline.")
 @click.option(
     "--kind",
-    type=click.Choice(["bert", "hybrid", "tfidf", "ensemble"]),
-    help="Model family (default bert; hybrid = TF-IDF + static MiniLM vectors + LR; "
-    "ensemble = the bert encoder + a TF-IDF/hybrid model, log-probabilities averaged).",
+    type=click.Choice(["auto", "bert", "hybrid", "tfidf", "ensemble"]),
+    default="auto",
+    show_default=True,
+    help="Model family. auto: train TF-IDF, hybrid and the MiniLM + TF-IDF ensemble as the "
+    "data and --time-budget allow, print the comparison and keep the best on validation "
+    "(never worse than TF-IDF). hybrid = TF-IDF + static MiniLM vectors + LR; ensemble = "
+    "the bert encoder + a TF-IDF/hybrid model, log-probabilities averaged.",
+)
+@click.option(
+    "--time-budget",
+    default="10m",
+    show_default=True,
+    callback=lambda ctx, param, value: seconds_of(value),
+    help="Wall-time budget of --kind auto: '600', '600s' or '10m'. Candidates that would not "
+    "fit are skipped and the encoder's fine-tuning stops in time.",
 )
 @click.option(
     "--onnx-optimization",
@@ -120,44 +143,46 @@ def _gate_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
     "'abstain_rate<=0.05', 'fixed=0.5' or 'none'.",
 )
 @click.option(
+    "--oos-distance-rate",
+    type=click.FloatRange(0.0, 0.5, max_open=True),
+    help="Ensemble kind, data with an out-of-scope label: also abstain on queries whose "
+    "encoder embedding is farther from every in-scope label than this share of in-scope "
+    "validation queries (e.g. 0.01; default for --kind auto's ensemble: "
+    "see docs/router.md; otherwise off).",
+)
+@click.option(
     "--threads",
-    default=1,
-    show_default=True,
     type=click.IntRange(min=1),
-    help="CPU threads for training and the evaluation after it: 1 is fastest on a busy "
+    help="CPU threads for training and the evaluation after it (default: 1; for --kind auto "
+    "the idle cores: usable cores less the load average, at least 1): 1 is fastest on a busy "
     "machine, the number of cores on an idle one. Training is repeatable for a given --seed "
     "and --threads (thread counts change floating-point rounding).",
 )
 @click.option("--mlflow", "mlflow_uri", help="Log params, metrics and the artifact to MLflow.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@from_ledger_options
 def train(**kwargs: Any) -> None:
-    """Train a router on labelled queries and write its artifact."""
+    """Train a router on labelled queries and write its artifact.
+
+    By default (--kind auto) several kinds are trained and the best on the validation data
+    (--val, or a stratified 10% hold-out) is kept; its model card lists every candidate."""
     from router_training.train import train_router
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    oos = kwargs["out_of_scope_label"]
-    options: dict[str, Any] = {
-        "base_model": kwargs["base_model"],
-        "teacher": kwargs["teacher"],
-        "max_length": kwargs["max_length"],
-        "keep_layers": kwargs["keep_layers"],
-        "runtime": kwargs["runtime"],
-        "onnx_optimization": kwargs["onnx_optimization"],
-        "ensemble_member": kwargs["ensemble_member"],
-        "ensemble_weight": kwargs["ensemble_weight"],
-        "ensemble_gate": kwargs["ensemble_gate"],
-        "learning_rate": kwargs["learning_rate"],
-        "out_of_scope_label": None if oos == "none" else oos,
-        "abstain_target": kwargs["abstain_target"],
-        "threads": kwargs["threads"],
-    }
+    kind = kwargs["baseline"] or kwargs["kind"]
+    options = given_options(click.get_current_context(), kwargs)
+    if "threads" not in options:
+        options["threads"] = idle_cores() if kind == "auto" else 1
+    if kwargs["from_ledger"] or kwargs["data"] is None:  # --data is extra rows there
+        run_from_ledger(kwargs, {**options, "kind": kind})
+        return
     try:
         report = train_router(
             kwargs["data"],
             kwargs["out"],
             val=kwargs["val"],
-            kind=kwargs["baseline"] or kwargs["kind"] or "bert",
+            kind=kind,
             seed=kwargs["seed"],
             epochs=kwargs["epochs"],
             text_field=kwargs["text_field"],
@@ -174,6 +199,13 @@ def train(**kwargs: Any) -> None:
         return
     click.echo(f"router {report.version} ({report.kind}) -> {report.artifact}")
     click.echo(f"validation: {report.validation}")
+    if report.candidates:
+        from router_training.card import candidate_table
+
+        chosen = report.kind
+        for line in candidate_table(report.candidates, chosen):
+            click.echo(f"  {line}")
+        click.echo(f"chose {chosen}: {report.choice}")
     _echo_summary(report.metrics)
     click.echo(f"trained in {report.seconds:.1f} s")
 

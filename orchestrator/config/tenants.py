@@ -48,6 +48,13 @@ class TenantSettings(Strict):
     monthly_budget_usd: Decimal | None = Field(
         None, ge=0, description="Spend per calendar month (UTC) before 429s; null: no budget."
     )
+    keep_query_text: bool = Field(
+        False,
+        description="Store the text the router labelled in each ledger row (query_text), so "
+        "`spillway router train --from-ledger` can learn from this tenant's traffic. Off by "
+        "default: the ledger then holds user prompts (up to 20,000 characters each) for as "
+        "long as it keeps rows; turn it on only where that is allowed.",
+    )
 
     @field_validator("api_keys")
     @classmethod

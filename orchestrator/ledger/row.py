@@ -18,6 +18,7 @@ MONEY_QUANTUM = Decimal(1).scaleb(-MONEY_PLACES)
 # NUMERIC(20, 10) holds 10 digits before the point.
 MONEY_LIMIT = Decimal(10) ** 10
 ERROR_MESSAGE_MAX_CHARS = 4000
+QUERY_TEXT_MAX_CHARS = 20_000  # the router reads far less; a cap keeps rows bounded
 
 
 def quantize_money(value: Decimal) -> Decimal:
@@ -85,6 +86,12 @@ class LedgerRow(BaseModel):
         None,
         description="Deployments that failed while answering, comma-separated in order "
         "(router, small, large); None when none did.",
+    )
+    query_text: str | None = Field(
+        None,
+        max_length=QUERY_TEXT_MAX_CHARS,
+        description="The text the router labelled, only for tenants with keep_query_text "
+        "(router training from the ledger); None otherwise.",
     )
 
     @field_validator("created_at")

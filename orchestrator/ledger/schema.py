@@ -132,6 +132,8 @@ ledger_table = sa.Table(
     _millis("latency_total_ms"),
     sa.Column("degraded", sa.Boolean(), nullable=False, server_default=sa.false()),
     _text("faults"),
+    # Only for tenants with keep_query_text (migration 0004); NULL otherwise.
+    sa.Column("query_text", sa.Text(), nullable=True),
     # (created_at, query_id) serves time-range scans and keyset pagination in one index.
     sa.Index("ix_ledger_created_at", "created_at", "query_id"),
     sa.Index("ix_ledger_tenant_created_at", "tenant", "created_at"),
@@ -148,6 +150,7 @@ feedback_table = sa.Table(
     sa.Column("score", sa.Double(), nullable=False),
     sa.Column("correct", sa.Boolean(), nullable=True),
     sa.Column("comment", sa.Text(), nullable=True),
+    sa.Column("route", sa.String(), nullable=True),  # a corrected route (migration 0004)
     sa.CheckConstraint("score >= 0 AND score <= 1", name="ck_feedback_score_range"),
     sa.Index("ix_feedback_query_id", "query_id"),
     sa.Index("ix_feedback_created_at", "created_at"),

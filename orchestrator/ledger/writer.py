@@ -217,9 +217,11 @@ class Ledger:
         *,
         correct: bool | None = None,
         comment: str | None = None,
+        route: str | None = None,
         created_at: datetime | None = None,
     ) -> int:
-        """Store a quality judgement of a query's answer; returns the feedback id."""
+        """Store a quality judgement of a query's answer (and, with ``route``, the label the
+        router should have chosen); returns the feedback id."""
         if isinstance(score, bool) or not 0.0 <= float(score) <= 1.0:
             raise ValueError(f"score must be a number in [0, 1], got {score!r}")
         reader.require_aware("created_at", created_at)
@@ -231,6 +233,7 @@ class Ledger:
             "score": float(score),
             "correct": correct,
             "comment": comment,
+            "route": route,
         }
         engine = self._require_engine()
         try:

@@ -164,6 +164,13 @@ class FeedbackRequest(BaseModel):
     score: float | None = Field(None, ge=0, le=1, description="Quality of the answer, 0 to 1.")
     correct: bool | None = Field(None, description="Whether the answer was right.")
     comment: str | None = Field(None, max_length=2000, description="Free text, optional.")
+    route: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="The router label this query should have been routed to (a corrected "
+        "route), optional; `spillway router train --from-ledger` learns from it.",
+    )
 
     def resolved_score(self) -> float:
         if self.score is not None:

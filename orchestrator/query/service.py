@@ -19,6 +19,7 @@ from orchestrator.backends.seam import Backends
 from orchestrator.backends.types import GenerationRequest, GenerationResult, StreamDelta
 from orchestrator.config import SpillwayConfig
 from orchestrator.errors import InvalidRequest, NotFound
+from orchestrator.ledger.row import QUERY_TEXT_MAX_CHARS
 from orchestrator.query.fallback import (
     BackendUnavailable,
     both_unavailable,
@@ -45,6 +46,7 @@ class QueryService:
         self._small_name = config.small.served_name
         self._large_name = config.large.served_name
         self.catalog = AdapterCatalog.from_config(config)  # who may use which adapter (tenancy.py)
+        self._keep_text = frozenset(t.name for t in config.tenants if t.keep_query_text)
 
     # ----- request preparation -------------------------------------------------------------
     def resolve_target(self, model: str, tenant: str | None = None) -> Target:
@@ -98,8 +100,11 @@ class QueryService:
         route and adapter None)."""
         started = time.perf_counter()
         calls = self._config.router.calls
+        text = routing_text(request)
+        if trace.tenant in self._keep_text:  # the tenant's opt-in (tenants[].keep_query_text)
+            trace.query_text = text[:QUERY_TEXT_MAX_CHARS]
         try:
-            result = await call("router", calls, self.backends.route, routing_text(request))
+            result = await call("router", calls, self.backends.route, text)
         except BackendUnavailable:
             trace.faults.append("router")
             return

@@ -103,6 +103,7 @@ class QueryTrace:
     cost: QueryCost | None = None
     degraded: bool = False  # a low-confidence small answer returned because large failed
     faults: list[str] = field(default_factory=list)  # stages that failed: router/small/large
+    query_text: str | None = None  # the routed text, for tenants with keep_query_text only
 
     def settle(self, small_price: Price, large_price: Price) -> None:
         """Bill every attempt that ran (the wasted small one included) and stop the clock."""
@@ -142,6 +143,7 @@ class QueryTrace:
             latency_large_ms=self.latency_ms.get("large"),
             latency_total_ms=self.latency_ms.get("total"),
             faults=",".join(self.faults) or None,
+            query_text=self.query_text,
         )
 
     def _decision_fields(self) -> dict[str, Any]:

@@ -144,6 +144,12 @@ def test_feedback_is_stored_for_own_queries_only(app: Any) -> None:
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "score"
     empty = client.post("/v1/feedback", json={"query_id": query_id}, headers=KEY)
     assert empty.status_code == 400 and empty.json()["error"]["param"] == "score"
+    routed = {"query_id": query_id, "correct": False, "route": "general"}
+    corrected = client.post("/v1/feedback", json=routed, headers=KEY)
+    assert corrected.status_code == 200 and corrected.json()["route"] == "general"
+    assert [f["route"] for f in ledger.feedback(query_id)] == [None, "general"]
+    blank = client.post("/v1/feedback", json={**routed, "route": ""}, headers=KEY)
+    assert blank.status_code == 400 and blank.json()["error"]["param"] == "route"
 
 
 def test_readyz_reports_backend_health(app: Any) -> None:

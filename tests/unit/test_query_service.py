@@ -115,3 +115,15 @@ def test_stream_text_and_decision_match_non_stream(small_prob: float) -> None:
     assert trace.escalated is (small_prob < 0.9)
     assert trace.answered_by == ("large" if trace.escalated else "legal")
     assert trace.cost is not None and trace.cost.total > 0
+
+
+def test_query_text_is_kept_only_for_tenants_that_opt_in() -> None:
+    route = {"label": "legal", "probability": 0.8, "abstained": False}
+    default = _trace()
+    _run(_service(FakeModels(0.95, route)).complete(_request(), default))
+    assert default.query_text is None and default.ledger_row(status=200).query_text is None
+    config = {**CONFIG, "tenants": [{"name": "t", "api_keys": ["k"], "keep_query_text": True}]}
+    service = QueryService(validate_config_dict(config), FakeModels(0.95, route).backends())
+    kept = _trace()
+    _run(service.complete(_request(), kept))
+    assert kept.ledger_row(status=200).query_text == "q"  # the routed (last user) message

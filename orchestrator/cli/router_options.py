@@ -1,0 +1,178 @@
+"""The options of `spillway router train` that need more than a line: which settings the user
+gave, the time budget, the thread default, and the `--from-ledger` options and run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = [
+    "from_ledger_options",
+    "given_options",
+    "idle_cores",
+    "run_from_ledger",
+    "seconds_of",
+]
+
+
+#: `router train` options that are TrainConfig fields (the CLI name's underscores).
+_CONFIG_OPTIONS = (
+    "base_model",
+    "teacher",
+    "max_length",
+    "keep_layers",
+    "runtime",
+    "onnx_optimization",
+    "ensemble_member",
+    "ensemble_weight",
+    "ensemble_gate",
+    "learning_rate",
+    "out_of_scope_label",
+    "abstain_target",
+    "threads",
+    "time_budget",
+    "oos_distance_rate",
+)
+
+
+def given_options(ctx: click.Context, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The TrainConfig settings the user gave on the command line. Defaults are left to
+    TrainConfig (they are the same) so that --kind auto can tell a setting the user chose
+    from one its candidates choose themselves (e.g. the ensemble's --max-length 32)."""
+    options: dict[str, Any] = {}
+    for name in _CONFIG_OPTIONS:
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.DEFAULT:
+            continue
+        value = kwargs[name]
+        if value is None:
+            continue
+        if name == "out_of_scope_label" and value == "none":
+            value = None
+        options["time_budget_s" if name == "time_budget" else name] = value
+    return options
+
+
+def idle_cores() -> int:
+    """CPU cores this process may run on that other work is not using now: the usable cores
+    less the one-minute load average (at least 1). Training threads beyond the idle cores
+    cost far more than they give: OpenMP threads spin while a busy core is taken (one
+    MiniLM step took ~10x longer with 2 threads than with 1 beside another busy process)."""
+    import os
+
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (usable or 1) - round(os.getloadavg()[0]))
+
+
+def seconds_of(value: str) -> float:
+    """'600', '600s' or '10m' in seconds."""
+    text = value.strip().lower()
+    scale = 60.0 if text.endswith("m") else 1.0
+    try:
+        seconds = float(text.rstrip("ms")) * scale
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: use seconds ('600', '600s') or minutes ('10m')"
+        ) from None
+    if seconds <= 0:
+        raise click.BadParameter(f"{value!r}: the budget must be positive")
+    return seconds
+
+
+def from_ledger_options(command: Any) -> Any:
+    """The options of `router train --from-ledger`."""
+    options = [
+        click.option(
+            "--from-ledger",
+            is_flag=True,
+            help="Train on the ledger (plus --data, if given): queries whose feedback "
+            "corrected the route (POST /v1/feedback with 'route') get that label, other "
+            "queries the serving "
+            "router labelled at --confident-at or above keep its label. Needs query text "
+            "(tenants[].keep_query_text). The new router is written to --out only if it beats "
+            "the serving one on 20% of the rows held out from training.",
+        ),
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="With --from-ledger: the serve config (its ledger and its router artifact).",
+        ),
+        click.option(
+            "--ledger-url",
+            metavar="URL",
+            help="With --from-ledger: the ledger database, sqlite:///PATH or postgresql+psycopg://",
+        ),
+        click.option(
+            "--serving",
+            type=click.Path(path_type=Path),
+            help="With --from-ledger: the serving router artifact to beat (default: the "
+            "config's router.artifact).",
+        ),
+        click.option(
+            "--confident-at",
+            type=click.FloatRange(0.0, 1.0),
+            default=0.9,
+            show_default=True,
+            help="With --from-ledger: the router probability from which an uncorrected row's "
+            "label is trusted for training.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _ledger_and_serving(kwargs: dict[str, Any]) -> tuple[str, Path]:
+    config_path, url, serving = kwargs["config_path"], kwargs["ledger_url"], kwargs["serving"]
+    if (config_path is None) == (url is None):
+        raise click.UsageError("--from-ledger needs exactly one of --config FILE and --ledger-url")
+    if config_path is not None:
+        from orchestrator.cli.config import load_or_exit
+
+        config = load_or_exit(str(config_path))
+        url = config.ledger.resolved_url()
+        serving = serving or Path(config.router.artifact)
+    if serving is None:
+        raise click.UsageError("--from-ledger with --ledger-url needs --serving DIR")
+    return str(url), Path(serving)
+
+
+def run_from_ledger(kwargs: dict[str, Any], options: dict[str, Any]) -> None:
+    """`router train --from-ledger` (or a missing --data, which is an error)."""
+    if not kwargs["from_ledger"]:
+        raise click.UsageError("give --data FILE (labelled queries) or --from-ledger")
+    from orchestrator.cli.router_ledger import train_from_ledger
+    from router_training.artifact import ArtifactError
+    from router_training.data import DataError
+
+    url, serving = _ledger_and_serving(kwargs)
+    try:
+        report = train_from_ledger(
+            url,
+            serving,
+            kwargs["out"],
+            confident_at=kwargs["confident_at"],
+            extra=kwargs["data"],
+            seed=kwargs["seed"],
+            progress=not kwargs["no_progress"],
+            options=options,
+        )
+    except (DataError, ArtifactError, FileExistsError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+    if kwargs["as_json"]:
+        click.echo(json.dumps(report, indent=2, default=str))
+        return
+    click.echo(f"ledger rows: {report['ledger_rows']}; trained on {report['rows_by_group']}")
+    for name in ("serving", "candidate"):
+        scores = report[name]
+        cells = ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if isinstance(v, float))
+        click.echo(f"  {name:9s} {cells}")
+    click.echo(report["reason"])
+    if report["replaced"]:
+        click.echo(
+            f"new router {report['candidate_version']} -> {kwargs['out']}; put it in service "
+            "with the router swap (docs/cluster.md, 'Router')"
+        )
