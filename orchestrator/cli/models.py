@@ -74,7 +74,8 @@ def build(
     \b
     Output: STATE_DIR/models/{small,large,adapters/<domain>,manifest.json} and STATE_DIR/router/.
     A second run checks stamps and hashes and does nothing. A missing or corrupt part is an
-    error that names it. First run about 10 minutes on 2 CPU cores (BENCHMARKS.md).
+    error that names it. First run about 9 minutes on 2 CPU cores, most of it the router's
+    fine-tuning (BENCHMARKS.md).
     """
     from orchestrator.localmodels.build import build_models, up_to_date
     from orchestrator.localmodels.fetch import ModelSourceError
