@@ -152,7 +152,7 @@ def test_rebuild_swaps_in_whole_and_removes_interrupted_leftovers(tmp_path: Path
         large=replace(DEFAULT_SPEC.large, steps=2),
         adapter=replace(DEFAULT_SPEC.adapter, steps=2),
     )
-    leftover = tmp_path / "models.tmp-999999"
+    leftover = tmp_path / "tiny.tmp-999999"
     (leftover / "small").mkdir(parents=True)
     first = build_tiny_models(tmp_path, progress=False, spec=tiny)
     assert not leftover.exists()
@@ -160,5 +160,5 @@ def test_rebuild_swaps_in_whole_and_removes_interrupted_leftovers(tmp_path: Path
     assert up_to_date(tmp_path) is None  # the default spec has another fingerprint
     second = build_tiny_models(tmp_path, force=True, progress=False, spec=tiny)
     assert second["fingerprint"] == first["fingerprint"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "models.lock"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny", "tiny.lock"]
     assert up_to_date(tmp_path, tiny) == second
