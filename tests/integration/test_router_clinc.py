@@ -59,7 +59,8 @@ def run_cli(*args: str) -> str:
 def test_train_then_eval_json(kind: str, clinc: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / kind
     args = ["train", "--data", str(clinc["train"]), "--out", str(out), "--no-progress"]
-    args += ["--baseline", "tfidf"] if kind == "tfidf" else ["--epochs", "10", "--max-length", "32"]
+    bert = ["--kind", "bert", "--epochs", "10", "--max-length", "32"]  # not the default (auto)
+    args += ["--baseline", "tfidf"] if kind == "tfidf" else bert
     report = json.loads(run_cli(*args, "--json"))
     assert report["kind"] == kind
     assert "holding out" in report["validation"]
