@@ -1,6 +1,6 @@
 """Reproduce the shipped adapters: the same data split, recipe and seed, then the evaluation.
 
-    python -m adapter_training.reproduce --base /work/scratch/models/small \\
+    python -m adapter_training.reproduce --base .spillway/models/small \\
         --out orchestrator/localmodels/adapters [--domains legal,medical,code] [--steps-limit N]
 
 For each domain: ``datasets/adapter_qa/<domain>.jsonl`` is split by hash into training and a

@@ -12,19 +12,16 @@ directory that looks complete. A file lock serializes concurrent builds of one s
 
 from __future__ import annotations
 
-import fcntl
 import json
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .fetch import ModelSourceError
 from .lora import ADAPTER_DOMAINS, install_adapters
-from .paths import ModelPaths, model_paths, read_json
+from .paths import ModelPaths, exclusive_lock, model_paths, read_json
 from .sources import DEFAULT_SOURCES, GGUFSource
 
 BUILD_VERSION = "real-1"
@@ -75,7 +72,7 @@ def build_models(
     paths = model_paths(state_dir)
     paths.root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    with _exclusive(state_dir / "models.lock"):
+    with exclusive_lock(state_dir / "models.lock"):
         models = {
             name: _ensure_model(name, spec, paths, state_dir / "cache" / "models", force, progress)
             for name, spec in (("small", small), ("large", large))
@@ -143,13 +140,3 @@ def _converted(name: str, convert: Any, source: Path, out: Path, progress: bool)
         info: dict[str, Any] = convert(source, out)
         bar.update(1)
     return info
-
-
-@contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    with lock_path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

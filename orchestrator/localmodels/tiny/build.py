@@ -8,17 +8,15 @@ that looks complete. A file lock serializes concurrent builds of one state dir.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..paths import exclusive_lock
 from .data import ADAPTER_DOMAINS, DOMAINS, Corpus, corpus_bytes, load_corpus
 from .manifest import (
     ModelPaths,
@@ -67,7 +65,7 @@ def build_tiny_models(
     if not force and (found := up_to_date_manifest(paths, fingerprint, ADAPTER_DOMAINS)):
         return found
     state_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive(state_dir / "tiny.lock"):
+    with exclusive_lock(state_dir / "tiny.lock"):
         # Another process may have finished the same build while we waited for the lock.
         if not force and (found := up_to_date_manifest(paths, fingerprint, ADAPTER_DOMAINS)):
             return found
@@ -90,16 +88,6 @@ def evaluate_loss(model_dir: Path, adapter_dir: Path | None, texts: list[str]) -
         Path(model_dir), None if adapter_dir is None else Path(adapter_dir)
     )
     return heldout_loss(model, tokenizer, texts)
-
-
-@contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    with lock_path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _remove_leftovers(state_dir: Path) -> None:
