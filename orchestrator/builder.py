@@ -55,6 +55,7 @@ def build_app(config: SpillwayConfig) -> Any:
         router_settings.artifact,
         max_batch_size=router_settings.max_batch_size,
         batch_wait_timeout_s=router_settings.batch_wait_timeout_s,
+        difficulty_path=router_settings.difficulty_artifact,
     )
     small = _model_deployment(serve, "SmallLLM", config.small, logs)
     large = _model_deployment(serve, "LargeLLM", config.large, logs)

@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from orchestrator.backends.types import RouteResult
-from router_training.artifact import LoadedRouter, RoutePrediction, load_router
+from router_training.artifact import ArtifactError, LoadedRouter, RoutePrediction, load_router
 
-__all__ = ["RouteResult", "RouterDeployment"]
+__all__ = ["DifficultyScorer", "RouteResult", "RouterDeployment", "load_difficulty"]
 
 log = logging.getLogger("spillway.router")
 
@@ -33,6 +34,7 @@ class RouterDeployment:
         artifact_path: str,
         max_batch_size: int = 32,
         batch_wait_timeout_s: float = 0.005,
+        difficulty_path: str | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -40,6 +42,7 @@ class RouterDeployment:
             raise ValueError(f"batch_wait_timeout_s must be >= 0, got {batch_wait_timeout_s}")
         self._router: LoadedRouter = load_router(artifact_path)
         self._artifact_path = str(artifact_path)
+        self._difficulty = None if difficulty_path is None else load_difficulty(difficulty_path)
         self._batched = _make_batcher(self._route_batch, max_batch_size, batch_wait_timeout_s)
         log.info("router artifact %s loaded from %s", self._router.version, artifact_path)
 
@@ -85,7 +88,13 @@ class RouterDeployment:
             predictions = router.predict(texts)
         else:
             predictions = await loop.run_in_executor(None, router.predict, texts)
-        return [route_result(p, router.version) for p in predictions]
+        results = [route_result(p, router.version) for p in predictions]
+        if self._difficulty is None:
+            return results
+        scores = self._difficulty.small_enough(texts)
+        return [
+            replace(r, small_enough_probability=s) for r, s in zip(results, scores, strict=True)
+        ]
 
 
 def _make_batcher(
@@ -155,6 +164,34 @@ class _MicroBatcher:
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
+
+
+class DifficultyScorer:
+    """A router artifact with labels `true`/`false`: P(`true`) = P(the small model is enough)."""
+
+    def __init__(self, router: LoadedRouter) -> None:
+        if "true" not in router.labels:
+            raise ArtifactError(
+                f"{router.path}: labels are {router.labels}; a difficulty scorer is trained on "
+                "boolean labels (`spillway router train --label-field small_correct`)"
+            )
+        self._router = router
+        self._column = router.labels.index("true")
+
+    @property
+    def version(self) -> str:
+        return self._router.version
+
+    def small_enough(self, texts: list[str]) -> list[float]:
+        probabilities = self._router.probabilities(texts)
+        return [float(p) for p in probabilities[:, self._column]]
+
+
+def load_difficulty(path: str) -> DifficultyScorer:
+    """Load and check a difficulty scorer; raises ArtifactError when it cannot be one."""
+    scorer = DifficultyScorer(load_router(path))
+    log.info("difficulty scorer %s loaded from %s", scorer.version, path)
+    return scorer
 
 
 def route_result(prediction: RoutePrediction, version: str) -> RouteResult:

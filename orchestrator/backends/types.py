@@ -106,6 +106,8 @@ class RouteResult:
     runner_up_probability: float
     abstained: bool
     artifact_version: str
+    small_enough_probability: float | None = None
+    """The difficulty scorer's P(the small model is enough), when one is configured."""
 
     @property
     def route(self) -> str | None:

@@ -72,6 +72,22 @@ class SpillwayConfig(Strict):
         return self
 
     @model_validator(mode="after")
+    def _skip_has_scorer(self) -> SpillwayConfig:
+        """`skip_below` needs a difficulty scorer, or the setting would do nothing."""
+        if self.router.difficulty_artifact is not None:
+            return self
+        policies = {"default": self.cascade.default} | {
+            f"routes.{name}": policy for name, policy in self.cascade.routes.items()
+        }
+        for where, policy in policies.items():
+            if policy.skip_below is not None:
+                raise ValueError(
+                    f"cascade.{where}.skip_below: needs router.difficulty_artifact (a scorer "
+                    "trained with `spillway router train --label-field small_correct`)"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _adapters_exist(self) -> SpillwayConfig:
         known = set(self.small.adapter_names())
         for label, adapter in self.router.adapters.items():
@@ -206,6 +222,8 @@ def _resolve_paths(config: SpillwayConfig, base: Path) -> SpillwayConfig:
 
     config.server.state_dir = resolve(config.server.state_dir)
     config.router.artifact = resolve(config.router.artifact)
+    if config.router.difficulty_artifact is not None:
+        config.router.difficulty_artifact = resolve(config.router.difficulty_artifact)
     for model in (config.small, config.large):
         engine = model.engine
         if engine is None:

@@ -177,6 +177,13 @@ class RouterSettings(Strict):
         default_factory=dict,
         description="Router label -> small-model adapter name; null or absent: the base model.",
     )
+    difficulty_artifact: str | None = Field(
+        None,
+        description="A router artifact trained on true/false labels ('was the small model "
+        "enough?', `spillway router train --label-field small_correct`). Its probability of "
+        "`true` is compared with each route's `cascade.*.skip_below` before generation: below "
+        "it, the query goes straight to the large model (reason `predicted_hard`).",
+    )
     num_cpus: float = Field(0.25, gt=0, description="CPUs reserved by each router replica.")
     max_batch_size: int = Field(32, ge=1, description="Largest batch of queries routed at once.")
     batch_wait_timeout_s: float = Field(

@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import replace
 from typing import TypeVar
 
-from cascade.policy import Decision, decide
+from cascade.confidence import confidence_features
+from cascade.policy import REASON_PREDICTED_HARD, Decision, decide, decide_before_generation
 from cascade.pricing import Usage
 from orchestrator.backends.seam import Backends
 from orchestrator.backends.types import GenerationRequest, GenerationResult, StreamDelta
@@ -112,6 +113,7 @@ class QueryService:
             trace.latency_ms["router"] = ms_since(started)
         trace.route, trace.route_probability = result.label, result.probability
         trace.router_version = result.artifact_version or None
+        trace.small_enough_probability = result.small_enough_probability
         confident = not result.abstained
         if confident and result.probability >= self._config.router.min_probability:
             trace.adapter = self.catalog.adapter_for_label(trace.tenant, result.label)
@@ -129,9 +131,25 @@ class QueryService:
         return target, _with_adapter(probe, trace.adapter)
 
     def decide(self, trace: QueryTrace, logprobs: list[float]) -> Decision:
-        decision = decide(self._config.cascade, route_key(trace), logprobs)
+        route = route_key(trace)
+        decision = decide(self._config.cascade, route, logprobs)
+        settings = self._config.cascade.for_route(route)
+        trace.signals = confidence_features(
+            logprobs, quantile=settings.quantile, first_k=settings.first_k
+        )
         trace.decision, trace.escalated, trace.reason = decision, decision.escalate, decision.reason
         return decision
+
+    def skip_small(self, trace: QueryTrace) -> bool:
+        """The pre-generation skip: True when the difficulty scorer predicts the query too hard
+        for the small model (the route's `skip_below`); the trace then records the decision."""
+        decision = decide_before_generation(
+            self._config.cascade, route_key(trace), trace.small_enough_probability
+        )
+        if decision is None:
+            return False
+        trace.decision = decision
+        return True
 
     def settle(self, trace: QueryTrace) -> None:
         trace.settle(self._config.small.price, self._config.large.price)
@@ -142,6 +160,8 @@ class QueryService:
         target, gen = await self.prepare(request, trace)
         if target.kind == "large":
             return await self._run_large(trace, gen, REASON_REQUESTED_LARGE)
+        if self.skip_small(trace):
+            return await self._run_large(trace, gen, REASON_PREDICTED_HARD)
         attempt = call("small", self._config.small.calls, self.backends.small_generate, gen)
         small = await self._try_small(trace, attempt)
         if small is None:
@@ -212,6 +232,8 @@ class QueryService:
         target, gen = await self.prepare(request, trace)
         if target.kind == "large":
             return await self._open_large(trace, gen, REASON_REQUESTED_LARGE)
+        if self.skip_small(trace):
+            return await self._open_large(trace, gen, REASON_PREDICTED_HARD)
         started = time.perf_counter()
         k = self._config.cascade.for_route(route_key(trace)).stream_decide_after_tokens
         calls = self._config.small.calls

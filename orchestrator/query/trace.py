@@ -48,6 +48,9 @@ class SpillwayInfo(BaseModel):
     baseline_cost_usd: str
     degraded: bool = False  # the small answer, returned because the large model failed
     faults: list[str] = []  # deployments that failed for this query: router, small, large
+    # Every confidence signal of the small answer (cascade.confidence_features), for evaluation;
+    # the ledger keeps the deciding one (confidence, confidence_signal).
+    signals: dict[str, float] | None = None
 
     def headers(self) -> dict[str, str]:
         """The same facts as `x-spillway-*` response headers."""
@@ -93,7 +96,11 @@ class QueryTrace:
     route_probability: float | None = None
     router_version: str | None = None
     adapter: str | None = None
+    # The difficulty scorer's P(small is enough): the skip decision's input, recorded through
+    # `decision` (signal `difficulty`) when it skips the small model.
+    small_enough_probability: float | None = None
     decision: Decision | None = None
+    signals: dict[str, float] | None = None  # the small answer's signals (response only)
     escalated: bool = False
     reason: str = ""
     answered_by: str = ""
@@ -120,6 +127,7 @@ class QueryTrace:
             cost_usd=str(cost.total) if cost else "0",
             baseline_cost_usd=str(cost.baseline) if cost else "0",
             faults=list(self.faults),
+            signals=self.signals,
         )
 
     def ledger_row(self, *, status: int, error: SpillwayError | None = None) -> LedgerRow:
