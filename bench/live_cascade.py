@@ -1,0 +1,253 @@
+"""The cascade measured live: the running service, real models, checkable questions.
+
+    .venv/bin/python bench/live_cascade.py [--url URL --key KEY] [--limit N] [--json]
+
+Without --url it starts the embedded default (serve_config/local.yaml, real models) itself, twice
+(hold `flock` on a shared machine: the service takes about 13 GiB):
+
+1. **Baselines**, the cascade switched off (every threshold 0): each calibration and test
+   question with `model: auto` (routed, the adapter's answer: always-small, with every
+   confidence signal of the answer) and with the large model named (always-large); and each
+   engine's CPU-seconds per token, measured.
+2. **Calibration** on the calibration part only: the signal with the best AUROC there, its
+   thresholds from `spillway cascade calibrate --target quality=0.95`; the difficulty scorer
+   from `spillway router train --label-field small_correct --kind tfidf`, its `skip_below` from
+   `spillway cascade calibrate --mode route` on cross-fitted scores.
+3. **Spillway**: restarted with both (thresholds and the scorer), the test part with
+   `model: auto`; every response's escalation, reason and cost checked against its ledger row.
+
+Skip alone and the cascade alone are replayed on the baselines' recorded answers (greedy
+decoding, so the service would give the same answers) beside the live combination.
+With --url the service given is used for step 1 and must run with the cascade off (thresholds
+0); pass --spillway-url for a service configured with the calibrated files to measure step 3.
+Prices: the small and large models priced as the 8B and 70B of serve_config/production.yaml,
+and again at each engine's measured CPU-seconds per token. Method and numbers: BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script: `python bench/live_cascade.py`
+    sys.path.insert(0, str(REPO))
+
+from bench.live_ask import ask_all, cpu_seconds_per_token, make_client  # noqa: E402
+from bench.live_calibrate import calibrate_all, ledger_agreement  # noqa: E402
+from bench.live_questions import build_questions, split  # noqa: E402
+from bench.live_report import Prices, fit_learned, outcomes, price_report  # noqa: E402
+
+API_KEY = "sk-spillway-local"
+OUT = REPO / "bench" / "results" / "live_cascade"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", help="A running Spillway with the cascade off (baselines).")
+    parser.add_argument("--spillway-url", help="With --url: the calibrated service to measure.")
+    parser.add_argument("--key", default=API_KEY, help="API key (default: local.yaml's).")
+    parser.add_argument("--limit", type=int, help="Only the first N test questions (quick).")
+    parser.add_argument("--json", action="store_true", help="Print one JSON object.")
+    parser.add_argument("--per-domain", type=int, default=150, help="Questions per domain.")
+    parser.add_argument("--concurrency", type=int, default=8, help="Requests in flight.")
+    parser.add_argument("--target", default="quality=0.95", help="Calibration target.")
+    parser.add_argument("--out", type=Path, default=OUT, help="Directory for files and plot.")
+    return parser.parse_args(argv)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def production_prices() -> tuple[tuple[float, float], tuple[float, float]]:
+    """USD per token (input, output) of the 8B and the 70B in serve_config/production.yaml."""
+    import yaml
+
+    data = yaml.safe_load((REPO / "serve_config" / "production.yaml").read_text())
+    return tuple(  # type: ignore[return-value]
+        (
+            float(data[m]["price"]["input_per_million"]) / 1e6,
+            float(data[m]["price"]["output_per_million"]) / 1e6,
+        )
+        for m in ("small", "large")
+    )
+
+
+@contextmanager
+def own_service(overrides: dict[str, Any]) -> Iterator[Any]:
+    """local.yaml with real models, the overrides, its own ledger, on a free port."""
+    import tempfile
+
+    from tests.e2e.conftest import LOCAL_CONFIG, start_service, stop_service
+
+    with tempfile.TemporaryDirectory(prefix="spillway-live-") as tmp:
+        started = time.perf_counter()
+        service, proc = start_service(Path(tmp), overrides, LOCAL_CONFIG)
+        log(f"service ready at {service.base_url} in {time.perf_counter() - started:.0f} s")
+        try:
+            yield service
+        finally:
+            log(f"service stopped (exit {stop_service(proc)})")
+
+
+def base_overrides(policy: dict[str, Any], difficulty: str | None = None) -> dict[str, Any]:
+    from tests.e2e.conftest import LOCAL_CONFIG, local_config_data
+
+    data = local_config_data(LOCAL_CONFIG)
+    small, large = production_prices()
+    for name, (inp, out) in (("small", small), ("large", large)):
+        data[name]["price"] = {
+            "input_per_million": f"{inp * 1e6:g}",
+            "output_per_million": f"{out * 1e6:g}",
+        }
+    router = data["router"] | ({"difficulty_artifact": difficulty} if difficulty else {})
+    return {"small": data["small"], "large": data["large"], "cascade": policy, "router": router}
+
+
+CASCADE_OFF = {"default": {"signal": "mean_prob", "threshold": 0.0}}
+
+
+def baselines(base_url: str, key: str, questions: list[Any], concurrency: int) -> dict[str, Any]:
+    client = make_client(base_url, key)
+    started = time.perf_counter()
+    rates = {
+        "small": cpu_seconds_per_token(client, "spillway-small"),
+        "small_adapter": cpu_seconds_per_token(client, "legal"),
+        "large": cpu_seconds_per_token(client, "spillway-large"),
+    }
+    log(f"CPU-seconds per token: {json.dumps(rates)}")
+    small = ask_all(client, questions, "auto", concurrency=concurrency, progress=log)
+    large = ask_all(client, questions, "spillway-large", concurrency=concurrency, progress=log)
+    escalated = sum(r.escalated for r in small.values())
+    if escalated:
+        log(f"WARNING: {escalated} 'auto' baseline answers were escalated: is the cascade off?")
+    return {"small": small, "large": large, "cpu": rates, "seconds": time.perf_counter() - started}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    calibration, test = split(build_questions(args.per_domain))
+    if args.limit:
+        test = test[: args.limit]
+        calibration = calibration[: max(2 * args.limit, 40)]
+    args.out.mkdir(parents=True, exist_ok=True)
+    everything = calibration + test
+    log(f"{len(calibration)} calibration and {len(test)} test questions")
+    meta: dict[str, Any] = {"calibration_questions": len(calibration), "test_questions": len(test)}
+    if args.url:
+        base = baselines(args.url, args.key, everything, args.concurrency)
+    else:
+        with own_service(base_overrides(CASCADE_OFF)) as service:
+            base = baselines(service.base_url, args.key, everything, args.concurrency)
+    replies: dict[str, dict[str, Any]] = {"small": base["small"], "large": base["large"]}
+    small_usd, large_usd = production_prices()
+    usd = Prices("production.yaml (8B/70B)", "USD", small_usd, large_usd)
+    cal = calibrate_all(calibration, test, replies, usd, args.target, args.out, log)
+    spill_url = args.spillway_url
+    if spill_url or not args.url:
+        started = time.perf_counter()
+        if spill_url:
+            replies["spillway"] = ask_all(
+                make_client(spill_url, args.key),
+                test,
+                "auto",
+                concurrency=args.concurrency,
+                progress=log,
+            )
+        else:
+            overrides = base_overrides(
+                cal["policies"]["both"].model_dump(mode="json"), cal["scorer"]
+            )
+            with own_service(overrides) as service:
+                client = make_client(service.base_url, args.key)
+                replies["spillway"] = ask_all(
+                    client, test, "auto", concurrency=args.concurrency, progress=log
+                )
+                meta["ledger_agreement"] = ledger_agreement(
+                    service.ledger_path, replies["spillway"]
+                )
+        meta["spillway_seconds"] = time.perf_counter() - started
+    cpu = base["cpu"]
+    cpu_prices = Prices(
+        "measured CPU-seconds per token",
+        "CPU-s",
+        (cpu["small"]["prompt"], cpu["small"]["completion"]),
+        (cpu["large"]["prompt"], cpu["large"]["completion"]),
+        (cpu["small_adapter"]["prompt"], cpu["small_adapter"]["completion"]),
+    )
+    learned = fit_learned(calibration, replies["small"])
+    reports = {
+        p.unit: price_report(
+            test, replies, p, cal["policies"], cal["small_enough"], cal["signal"], learned
+        )
+        for p in (usd, cpu_prices)
+    }
+    _plot(test, replies, usd, learned, reports["USD"], cal["signal"], args.out)
+    meta |= {"baseline_seconds": base["seconds"], "cpu_seconds_per_token": cpu}
+    meta |= {k: cal[k] for k in ("signal", "calibration_auroc", "thresholds", "skip_below")}
+    headline = reports["USD"]
+    result: dict[str, Any] = {
+        key: headline[key]
+        for key in (
+            "always_small",
+            "always_large",
+            "spillway",
+            "apgr",
+            "random_apgr",
+            "apgr_ci",
+            "savings_at_95pct_quality",
+            "savings_at_95pct_quality_ci",
+            "auroc",
+        )
+        if key in headline
+    }
+    result |= {"usd": headline, "cpu_seconds": reports["CPU-s"], "meta": meta}
+    _save(args.out, replies, result)
+    return result
+
+
+def _plot(
+    test: Any, replies: Any, usd: Prices, learned: Any, report: Any, signal: str, out: Path
+) -> None:
+    from bench.live_plot import plot_deferral
+
+    rows = outcomes(test, replies["small"], replies["large"], usd, learned)
+    points = {f"replay {k}": (v["share_large"], v["accuracy"]) for k, v in report["replay"].items()}
+    if "spillway" in report:
+        live = report["spillway"]
+        points["Spillway live"] = (live["share_escalated"], live["accuracy"])
+    signals = [s for s in ("mean_prob", "geometric_mean", "min_prob", "first_k", "learned")]
+    title = f"Deferral curves, {len(rows)} test questions (main signal: {signal})"
+    plot_deferral(rows, signals, points, out / "deferral.png", title)
+
+
+def _save(out: Path, replies: dict[str, dict[str, Any]], result: dict[str, Any]) -> None:
+    from dataclasses import asdict
+
+    with (out / "replies.jsonl").open("w") as f:
+        for kind, by_id in replies.items():
+            for reply in by_id.values():
+                f.write(json.dumps({"kind": kind, **asdict(reply)}) + "\n")
+    (out / "result.json").write_text(json.dumps(result, indent=2, default=str))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    result = run(args)
+    if args.json:
+        print(json.dumps(result, default=str))
+    else:
+        from bench.live_summary import summary
+
+        print(summary(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
