@@ -57,6 +57,7 @@ def route_result(fields: dict[str, Any]) -> RouteResult:
         runner_up_probability=float(fields.get("runner_up_probability", 0.0)),
         abstained=bool(fields.get("abstained", False)),
         artifact_version=fields.get("artifact_version", ""),
+        small_enough_probability=fields.get("small_enough_probability"),
     )
 
 

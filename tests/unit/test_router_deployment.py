@@ -89,3 +89,45 @@ def test_bad_new_artifact_keeps_the_old_one(artifacts: tuple[Path, Path], tmp_pa
 def test_constructor_validates_eagerly(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="not a directory"):
         RouterDeployment(str(tmp_path / "missing"))
+
+
+@pytest.fixture(scope="module")
+def difficulty_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scorer on true/false labels: here code queries are the ones 'too hard'."""
+    import json
+
+    base = tmp_path_factory.mktemp("difficulty")
+    rows = [json.loads(line) for line in DOMAINS_SAMPLE.read_text().splitlines()]
+    data = base / "outcomes.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"text": r["text"], "small_correct": r["label"] != "code"}) + "\n"
+            for r in rows
+        )
+    )
+    report = train_router(
+        data, base / "scorer", kind="tfidf", label_field="small_correct", progress=False
+    )
+    return Path(report.artifact)
+
+
+def test_difficulty_scorer_adds_small_enough_probability(
+    artifacts: tuple[Path, Path], difficulty_artifact: Path
+) -> None:
+    deployment = RouterDeployment(str(artifacts[0]), difficulty_path=str(difficulty_artifact))
+
+    async def run() -> list[RouteResult]:
+        texts = ["How do I fix a KeyError in Python?", "What are the side effects of ibuprofen?"]
+        return await asyncio.gather(*(deployment.route(t) for t in texts))
+
+    hard, easy = asyncio.run(run())
+    assert hard.label == "code" and easy.label == "medical"
+    assert hard.small_enough_probability is not None and easy.small_enough_probability is not None
+    assert 0.0 <= hard.small_enough_probability < 0.5 < easy.small_enough_probability <= 1.0
+    plain = asyncio.run(RouterDeployment(str(artifacts[0])).route("What is a tort?"))
+    assert plain.small_enough_probability is None
+
+
+def test_a_domain_router_is_not_a_difficulty_scorer(artifacts: tuple[Path, Path]) -> None:
+    with pytest.raises(ArtifactError, match="boolean labels"):
+        RouterDeployment(str(artifacts[0]), difficulty_path=str(artifacts[0]))
