@@ -31,6 +31,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--key", default=API_KEY, help="API key (default: local.yaml's).")
     parser.add_argument("--limit", type=int, help="Only the first N test questions (quick).")
     parser.add_argument("--json", action="store_true", help="Print one JSON object.")
-    parser.add_argument("--per-domain", type=int, default=150, help="Questions per domain.")
+    parser.add_argument("--per-domain", type=int, default=120, help="Questions per domain.")
     parser.add_argument("--concurrency", type=int, default=8, help="Requests in flight.")
     parser.add_argument("--target", default="quality=0.95", help="Calibration target.")
     parser.add_argument("--out", type=Path, default=OUT, help="Directory for files and plot.")
@@ -123,8 +124,14 @@ def baselines(base_url: str, key: str, questions: list[Any], concurrency: int) -
         "large": cpu_seconds_per_token(client, "spillway-large"),
     }
     log(f"CPU-seconds per token: {json.dumps(rates)}")
-    small = ask_all(client, questions, "auto", concurrency=concurrency, progress=log)
-    large = ask_all(client, questions, "spillway-large", concurrency=concurrency, progress=log)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two engines, two cores: run both at once
+        small_job = pool.submit(
+            ask_all, client, questions, "auto", concurrency=concurrency, progress=log
+        )
+        large_job = pool.submit(
+            ask_all, client, questions, "spillway-large", concurrency=concurrency, progress=log
+        )
+        small, large = small_job.result(), large_job.result()
     escalated = sum(r.escalated for r in small.values())
     if escalated:
         log(f"WARNING: {escalated} 'auto' baseline answers were escalated: is the cascade off?")
