@@ -208,3 +208,44 @@ def ledger_agreement(ledger: Path, replies: dict[str, Reply], wait_s: float = 60
         ):
             mismatches.append(qid)
     return {"responses": len(ids), "rows": len(rows), "mismatches": len(mismatches)}
+
+
+def post_feedback(base_url: str, key: str, replies: Sequence[Reply]) -> int:
+    """`POST /v1/feedback` (correct or not) for each reply; retried while its row is in flight."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {key}"}
+    sent = 0
+    with httpx.Client(base_url=base_url, headers=headers, timeout=30) as client:
+        for reply in replies:
+            body = {"query_id": reply.query_id, "correct": reply.correct}
+            for _ in range(30):
+                response = client.post("/v1/feedback", json=body)
+                if response.status_code != 404:  # 404: the ledger row is not written yet
+                    break
+                time.sleep(1)
+            response.raise_for_status()
+            sent += 1
+    return sent
+
+
+def calibrate_from_ledger(
+    ledger: Path, large_quality: float, target: str, out: Path
+) -> CascadePolicy:
+    """`spillway cascade calibrate --from-ledger` on the rows that got feedback."""
+    spillway(
+        "cascade",
+        "calibrate",
+        "--from-ledger",
+        "--ledger-url",
+        f"sqlite:///{ledger}",
+        "--large-quality",
+        f"{large_quality:.6f}",
+        "--target",
+        target,
+        "--min-route-records",
+        str(MIN_ROUTE_RECORDS),
+        "--out",
+        str(out),
+    )
+    return CascadePolicy.model_validate(yaml.safe_load(out.read_text())["policy"])

@@ -41,9 +41,15 @@ if str(REPO) not in sys.path:  # run as a script: `python bench/live_cascade.py`
     sys.path.insert(0, str(REPO))
 
 from bench.live_ask import ask_all, cpu_seconds_per_token, make_client  # noqa: E402
-from bench.live_calibrate import calibrate_all, ledger_agreement  # noqa: E402
+from bench.live_calibrate import (  # noqa: E402
+    calibrate_all,
+    calibrate_from_ledger,
+    ledger_agreement,
+    post_feedback,
+)
 from bench.live_questions import build_questions, split  # noqa: E402
 from bench.live_report import Prices, fit_learned, outcomes, price_report  # noqa: E402
+from cascade.policy import CascadePolicy  # noqa: E402
 
 API_KEY = "sk-spillway-local"
 OUT = REPO / "bench" / "results" / "live_cascade"
@@ -138,6 +144,27 @@ def baselines(base_url: str, key: str, questions: list[Any], concurrency: int) -
     return {"small": small, "large": large, "cpu": rates, "seconds": time.perf_counter() - started}
 
 
+def feedback_loop(
+    service: Any, args: argparse.Namespace, calibration: list[Any], base: dict[str, Any]
+) -> CascadePolicy | None:
+    """The calibration part's answers judged through `POST /v1/feedback`, then thresholds from
+    the ledger (`--from-ledger`, the baseline's signal mean_prob): replayed beside the others.
+    A failure here is reported and the benchmark goes on without it."""
+    try:
+        sent = post_feedback(
+            service.base_url, args.key, [base["small"][q.qid] for q in calibration]
+        )
+        large_quality = sum(base["large"][q.qid].correct for q in calibration) / len(calibration)
+        policy = calibrate_from_ledger(
+            service.ledger_path, large_quality, args.target, args.out / "from_ledger.yaml"
+        )
+        log(f"{sent} feedback posts; thresholds from the ledger: {policy.model_dump(mode='json')}")
+        return policy
+    except Exception as error:  # the loop is an extra: report it, keep the main results
+        log(f"feedback loop failed: {error}")
+        return None
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     calibration, test = split(build_questions(args.per_domain))
     if args.limit:
@@ -147,15 +174,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     everything = calibration + test
     log(f"{len(calibration)} calibration and {len(test)} test questions")
     meta: dict[str, Any] = {"calibration_questions": len(calibration), "test_questions": len(test)}
+    ledger_policy = None
     if args.url:
         base = baselines(args.url, args.key, everything, args.concurrency)
     else:
         with own_service(base_overrides(CASCADE_OFF)) as service:
             base = baselines(service.base_url, args.key, everything, args.concurrency)
+            ledger_policy = feedback_loop(service, args, calibration, base)
     replies: dict[str, dict[str, Any]] = {"small": base["small"], "large": base["large"]}
     small_usd, large_usd = production_prices()
     usd = Prices("production.yaml (8B/70B)", "USD", small_usd, large_usd)
     cal = calibrate_all(calibration, test, replies, usd, args.target, args.out, log)
+    if ledger_policy is not None:
+        cal["policies"]["cascade from ledger feedback (mean_prob)"] = ledger_policy
     spill_url = args.spillway_url
     if spill_url or not args.url:
         started = time.perf_counter()
