@@ -16,8 +16,13 @@ from bench.live_ask import ask_all
 from bench.live_calibrate import ledger_agreement
 from bench.live_questions import build_questions, split
 from router_training.train import train_router
-from tests.e2e.conftest import LOCAL_CONFIG, RunningService, local_config_data, start_service
-from tests.e2e.conftest import stop_service
+from tests.e2e.conftest import (
+    LOCAL_CONFIG,
+    RunningService,
+    local_config_data,
+    start_service,
+    stop_service,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -44,8 +49,9 @@ def _scorer(base: Path) -> Path:
             for q in calibration
         )
     )
-    report = train_router(data, base / "scorer", kind="tfidf", label_field="small_correct",
-                          progress=False)  # fmt: skip
+    report = train_router(
+        data, base / "scorer", kind="tfidf", label_field="small_correct", progress=False
+    )
     return Path(report.artifact)
 
 

@@ -71,7 +71,7 @@ def test_easy_enough_tries_the_small_model() -> None:
 
 def test_no_scorer_probability_never_skips() -> None:
     models, trace = _ask(None)
-    assert [c[0] for c in models.calls] == ["small"]
+    assert [c[0] for c in models.calls] == ["small"] and trace.reason == "confident"
 
 
 def test_named_adapter_is_not_routed_so_not_skipped() -> None:
