@@ -171,15 +171,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         test = test[: args.limit]
         calibration = calibration[: max(2 * args.limit, 40)]
     args.out.mkdir(parents=True, exist_ok=True)
-    everything = calibration + test
     log(f"{len(calibration)} calibration and {len(test)} test questions")
     meta: dict[str, Any] = {"calibration_questions": len(calibration), "test_questions": len(test)}
     ledger_policy = None
     if args.url:
-        base = baselines(args.url, args.key, everything, args.concurrency)
+        base = baselines(args.url, args.key, calibration + test, args.concurrency)
     else:
         with own_service(base_overrides(CASCADE_OFF)) as service:
-            base = baselines(service.base_url, args.key, everything, args.concurrency)
+            base = baselines(service.base_url, args.key, calibration + test, args.concurrency)
             ledger_policy = feedback_loop(service, args, calibration, base)
     replies: dict[str, dict[str, Any]] = {"small": base["small"], "large": base["large"]}
     small_usd, large_usd = production_prices()
@@ -187,31 +186,60 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cal = calibrate_all(calibration, test, replies, usd, args.target, args.out, log)
     if ledger_policy is not None:
         cal["policies"]["cascade from ledger feedback (mean_prob)"] = ledger_policy
-    spill_url = args.spillway_url
-    if spill_url or not args.url:
-        started = time.perf_counter()
-        if spill_url:
-            replies["spillway"] = ask_all(
-                make_client(spill_url, args.key),
-                test,
-                "auto",
-                concurrency=args.concurrency,
-                progress=log,
-            )
-        else:
-            overrides = base_overrides(
-                cal["policies"]["both"].model_dump(mode="json"), cal["scorer"]
-            )
-            with own_service(overrides) as service:
-                client = make_client(service.base_url, args.key)
-                replies["spillway"] = ask_all(
-                    client, test, "auto", concurrency=args.concurrency, progress=log
-                )
-                meta["ledger_agreement"] = ledger_agreement(
-                    service.ledger_path, replies["spillway"]
-                )
-        meta["spillway_seconds"] = time.perf_counter() - started
-    cpu = base["cpu"]
+    live = measure_spillway(args, test, cal, meta)
+    if live is not None:
+        replies["spillway"] = live
+    meta |= {"baseline_seconds": base["seconds"], "cpu_seconds_per_token": base["cpu"]}
+    meta |= {k: cal[k] for k in ("signal", "calibration_auroc", "thresholds", "skip_below")}
+    result = report(args, calibration, test, replies, cal, usd, base["cpu"], meta)
+    _save(args.out, replies, result)
+    return result
+
+
+def measure_spillway(
+    args: argparse.Namespace, test: list[Any], cal: dict[str, Any], meta: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Step 3: the test part through the calibrated service (own, or --spillway-url)."""
+    if args.url and not args.spillway_url:
+        return None
+    started = time.perf_counter()
+    if args.spillway_url:
+        client = make_client(args.spillway_url, args.key)
+        live = ask_all(client, test, "auto", concurrency=args.concurrency, progress=log)
+    else:
+        policy = cal["policies"]["both"].model_dump(mode="json")
+        with own_service(base_overrides(policy, cal["scorer"])) as service:
+            client = make_client(service.base_url, args.key)
+            live = ask_all(client, test, "auto", concurrency=args.concurrency, progress=log)
+            meta["ledger_agreement"] = ledger_agreement(service.ledger_path, live)
+    meta["spillway_seconds"] = time.perf_counter() - started
+    return live
+
+
+HEADLINE = (
+    "always_small",
+    "always_large",
+    "spillway",
+    "apgr",
+    "random_apgr",
+    "apgr_ci",
+    "savings_at_95pct_quality",
+    "savings_at_95pct_quality_ci",
+    "auroc",
+)
+
+
+def report(
+    args: argparse.Namespace,
+    calibration: list[Any],
+    test: list[Any],
+    replies: dict[str, dict[str, Any]],
+    cal: dict[str, Any],
+    usd: Prices,
+    cpu: dict[str, dict[str, float]],
+    meta: dict[str, Any],
+) -> dict[str, Any]:
+    """Both price tables' reports, the plot, and the headline keys of `--json`."""
     cpu_prices = Prices(
         "measured CPU-seconds per token",
         "CPU-s",
@@ -227,27 +255,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for p in (usd, cpu_prices)
     }
     _plot(test, replies, usd, learned, reports["USD"], cal["signal"], args.out)
-    meta |= {"baseline_seconds": base["seconds"], "cpu_seconds_per_token": cpu}
-    meta |= {k: cal[k] for k in ("signal", "calibration_auroc", "thresholds", "skip_below")}
     headline = reports["USD"]
-    result: dict[str, Any] = {
-        key: headline[key]
-        for key in (
-            "always_small",
-            "always_large",
-            "spillway",
-            "apgr",
-            "random_apgr",
-            "apgr_ci",
-            "savings_at_95pct_quality",
-            "savings_at_95pct_quality_ci",
-            "auroc",
-        )
-        if key in headline
-    }
-    result |= {"usd": headline, "cpu_seconds": reports["CPU-s"], "meta": meta}
-    _save(args.out, replies, result)
-    return result
+    result: dict[str, Any] = {key: headline[key] for key in HEADLINE if key in headline}
+    return result | {"usd": headline, "cpu_seconds": reports["CPU-s"], "meta": meta}
 
 
 def _plot(
