@@ -1,8 +1,10 @@
 """Reading ledger rows joined with their latest feedback, for calibration from live traffic.
 
 Only rows the cascade decided after generation qualify: status ``ok``, a confidence recorded,
-and an escalation reason of ``confident`` (accepted) or ``low_confidence`` (escalated).
-Queries sent straight to the large model (requested, predicted hard) carry no confidence.
+and either accepted (not escalated: the service writes no escalation reason then) or escalated
+for ``low_confidence``. Queries sent straight to the large model carry no confidence
+(requested) or the difficulty scorer's (``predicted_hard``, excluded by its reason), and
+degraded answers (``large_unavailable``) are excluded too.
 When a query has several feedback entries, the latest one counts.
 """
 
@@ -14,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.engine import Engine
 
-from cascade.policy import REASON_CONFIDENT, REASON_LOW_CONFIDENCE
+from cascade.policy import REASON_LOW_CONFIDENCE
 from orchestrator.ledger.engine import (
     check_ledger_exists,
     make_engine,
@@ -61,7 +63,10 @@ def _query() -> sa.Select[Any]:
         .where(
             ledger.status == "ok",
             ledger.confidence.is_not(None),
-            ledger.escalation_reason.in_([REASON_CONFIDENT, REASON_LOW_CONFIDENCE]),
+            sa.or_(
+                ledger.escalated.is_(False),
+                ledger.escalation_reason == REASON_LOW_CONFIDENCE,
+            ),
         )
         .order_by(ledger.created_at, ledger.query_id)
     )

@@ -32,7 +32,7 @@ def _row(index: int, route: str, confidence: float, escalated: bool) -> Any:
         adapter=route,
         confidence=confidence,
         escalated=escalated,
-        escalation_reason="low_confidence" if escalated else "confident",
+        escalation_reason="low_confidence" if escalated else None,  # as the service writes
         answered_by="large" if escalated else route,
         cost_small_usd=Decimal("0.001"),
         cost_large_usd=Decimal("0.01") if escalated else Decimal(0),
@@ -58,8 +58,15 @@ def seed_feedback(url: str) -> None:
         judged.append((f"q{200 + i}", 1.0))
     rows.append(_row(300, "legal", 0.99, False))  # no feedback
     direct = make_row(query_id="q301", confidence=None, escalation_reason="requested_large")
-    rows.append(direct)
-    judged.append(("q301", 0.0))
+    skipped = make_row(  # predicted hard: the difficulty score is no answer's confidence
+        query_id="q302",
+        confidence=0.1,
+        confidence_signal="difficulty",
+        escalated=True,
+        escalation_reason="predicted_hard",
+    )
+    rows += [direct, skipped]
+    judged += [("q301", 0.0), ("q302", 1.0)]
     with Ledger(url) as ledger:
         for row in rows:
             ledger.record(row)
