@@ -22,7 +22,10 @@ from cascade.confidence import FEATURE_NAMES, Signal
 from cascade.live import auroc
 from cascade.policy import CascadePolicy, RoutePolicy
 
-SKIP_TARGET = "quality=0.98"  # the skip only takes queries clearly too hard for the small model
+# The skip takes the fifth of queries the scorer finds hardest straight to the large model; the
+# cascade's thresholds then decide the rest. (A quality target in route mode would skip far
+# more: skipping raises quality, so quality=0.98 sends whole routes to the large model.)
+SKIP_TARGET = "escalation=0.2"
 MIN_ROUTE_RECORDS = 40
 
 
