@@ -66,6 +66,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=8, help="Requests in flight.")
     parser.add_argument("--target", default="quality=0.95", help="Calibration target.")
     parser.add_argument("--out", type=Path, default=OUT, help="Directory for files and plot.")
+    parser.add_argument(
+        "--replies",
+        type=Path,
+        help="Re-analyse a recorded run (its replies.jsonl) without a service: calibration and "
+        "replays only (its live answers belong to the policy it ran with, so they are dropped).",
+    )
     return parser.parse_args(argv)
 
 
@@ -174,7 +180,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     log(f"{len(calibration)} calibration and {len(test)} test questions")
     meta: dict[str, Any] = {"calibration_questions": len(calibration), "test_questions": len(test)}
     ledger_policy = None
-    if args.url:
+    if args.replies:
+        base = recorded(args.replies)
+    elif args.url:
         base = baselines(args.url, args.key, calibration + test, args.concurrency)
     else:
         with own_service(base_overrides(CASCADE_OFF)) as service:
@@ -186,7 +194,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cal = calibrate_all(calibration, test, replies, usd, args.target, args.out, log)
     if ledger_policy is not None:
         cal["policies"]["cascade from ledger feedback (mean_prob)"] = ledger_policy
-    live = measure_spillway(args, test, cal, meta)
+    live = None if args.replies else measure_spillway(args, test, cal, meta)
     if live is not None:
         replies["spillway"] = live
     meta |= {"baseline_seconds": base["seconds"], "cpu_seconds_per_token": base["cpu"]}
@@ -194,6 +202,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result = report(args, calibration, test, replies, cal, usd, base["cpu"], meta)
     _save(args.out, replies, result)
     return result
+
+
+def recorded(path: Path) -> dict[str, Any]:
+    """The baselines of a recorded run (`replies.jsonl` and `result.json` beside it)."""
+    from bench.live_ask import Reply
+
+    replies: dict[str, dict[str, Any]] = {"small": {}, "large": {}}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        if row.pop("kind") in replies:
+            kind = "small" if row["model"] == "auto" else "large"
+            replies[kind][row["qid"]] = Reply(**row)
+    meta = json.loads((path.parent / "result.json").read_text())["meta"]
+    return replies | {"cpu": meta["cpu_seconds_per_token"], "seconds": meta["baseline_seconds"]}
 
 
 def measure_spillway(
