@@ -239,7 +239,8 @@ class RegistryFile:
         self.path = self.state_dir / REGISTRY_FILE
         self._config_adapters = dict(config_adapters or {})
         self._owners = dict(owners or {})
-        self._seen: tuple[int, int] | None = None
+        self._loaded = False
+        self._seen: tuple[int, int] | None = None  # the file's (inode, mtime) at the last load
 
     def _stamp(self) -> tuple[int, int] | None:
         try:
@@ -250,14 +251,14 @@ class RegistryFile:
 
     def changed(self) -> bool:
         """Whether the file differs from what `load` last read (True before the first load)."""
-        return self._seen is None or self._stamp() != self._seen
+        return not self._loaded or self._stamp() != self._seen
 
     def load(self) -> AdapterRegistry:
         stamp = self._stamp()
         registry = AdapterRegistry()
         if stamp is not None:
             registry = AdapterRegistry.model_validate_json(self.path.read_bytes())
-        self._seen = stamp if stamp is not None else (0, 0)
+        self._loaded, self._seen = True, stamp
         return _with_config(registry, self._config_adapters, self._owners)
 
     @contextmanager
