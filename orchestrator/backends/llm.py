@@ -123,9 +123,17 @@ class LLMDeployment:
         else:
             registry = self._registry.load()
             paths, serving = registry.paths(), registry.serving()
-        for label, path in paths.items():
-            if self._paths.get(label) != path:
+        for label, path in list(paths.items()):
+            if self._paths.get(label) == path:
+                continue
+            try:
                 _check_adapter_dir(label, path, self.config.max_lora_rank)
+            except ValueError as error:
+                if self._registry is None:
+                    raise  # the config's own adapters: a startup error
+                replica_log.error("adapter %s left out: %s", label, error)
+                del paths[label]
+        serving = {name: label for name, label in serving.items() if label in paths}
         gone = [label for label in self._paths if label not in paths]
         self._paths, self._serving = paths, serving
         self._lora_requests = {label: self._lora_request(label) for label in paths}
@@ -286,7 +294,7 @@ class LLMDeployment:
             await self.generate(request)
             seconds.append(round(time.perf_counter() - started, 2))
         replica_log.info("warmed %s: base and adapters %s in %s s", self.config.served_name,
-                         list(self._serving.values()), seconds)  # fmt: skip
+                         self._serving, seconds)  # fmt: skip
         return seconds
 
     def describe(self) -> dict[str, Any]:

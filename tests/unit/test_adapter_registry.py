@@ -80,7 +80,7 @@ def test_changed_is_seen_by_another_reader(registry_file: RegistryFile, tmp_path
 def test_refusals_say_what_to_do(registry_file: RegistryFile, tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="max_lora_rank 8"):
         add_adapter(registry_file, "big", _adapter_dir(tmp_path, "big", rank=16), max_rank=8)
-    with pytest.raises(RegistryError, match="adapter_config.json not found"):
+    with pytest.raises(RegistryError, match=r"adapter_config\.json not found"):
         add_adapter(registry_file, "none", tmp_path / "missing")
     with pytest.raises(RegistryError, match="no '@'"):
         add_adapter(registry_file, "legal@9", _adapter_dir(tmp_path, "at"))
