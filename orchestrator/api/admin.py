@@ -49,6 +49,13 @@ class Promote(BaseModel):
     version: int = Field(ge=1, description="The version N of name@N to serve.")
 
 
+class Canary(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1, description="The version N of name@N to try.")
+    share: float = Field(ge=0, le=1, description="Share of the name's requests; 0 stops it.")
+
+
 def admin_router(parts: ReplicaParts) -> APIRouter:
     router = APIRouter()
     admin = _Admin(parts)
@@ -67,6 +74,12 @@ def admin_router(parts: ReplicaParts) -> APIRouter:
         registry = admin.registry(request)
         body = parse_model(Promote, await read_body(request, admin.max_body))
         return await admin.apply(registry, lambda r: r.promote(name, body.version))
+
+    @router.post(PREFIX + "/{name}/canary")
+    async def canary(name: str, request: Request) -> dict[str, Any]:
+        registry = admin.registry(request)
+        body = parse_model(Canary, await read_body(request, admin.max_body))
+        return await admin.apply(registry, lambda r: r.set_canary(name, body.version, body.share))
 
     @router.post(PREFIX + "/{name}/rollback")
     async def rollback(name: str, request: Request) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""`spillway adapters list|add|remove|promote|rollback`: adapter versions (`legal@3`) in the
+"""`spillway adapters list|add|remove|promote|canary|rollback`: adapter versions (`legal@3`) in the
 adapter registry, through a config file (its state directory) or a running service's admin API.
 
 With `--config` the registry file is changed directly; a running service with that state
@@ -140,20 +140,25 @@ def add(name: str, adapter_dir: Path, tenant: str | None, promote: bool, **targe
     _echo({"added": added}, as_json, f"added {added}")
 
 
-@click.command()
-@click.argument("version")
-@_target
-def promote(version: str, **target: Any) -> None:
-    """Serve VERSION (name@N) for its name; `rollback` returns to the one served before."""
+def _versioned(version: str) -> tuple[str, int]:
     from orchestrator.config.adapter_registry import RegistryError, split_version
 
-    as_json = target.pop("as_json")
     try:
         name, number = split_version(version)
     except RegistryError as error:
         raise click.BadParameter(str(error), param_hint="VERSION") from None
     if number is None:
         raise click.BadParameter("name a version, e.g. legal@2", param_hint="VERSION")
+    return name, number
+
+
+@click.command()
+@click.argument("version")
+@_target
+def promote(version: str, **target: Any) -> None:
+    """Serve VERSION (name@N) for its name; `rollback` returns to the one served before."""
+    name, number = _versioned(version)
+    as_json = target.pop("as_json")
     where = _Target(**target)
     if where.url is not None:
         result = where.http("POST", f"/{name}/promote", {"version": number})
@@ -161,6 +166,26 @@ def promote(version: str, **target: Any) -> None:
         where.change(lambda registry: registry.promote(name, number))
         result = {"serving": version}
     _echo(result, as_json, f"{name} serves {version}")
+
+
+@click.command()
+@click.argument("version")
+@click.option(
+    "--share", required=True, type=click.FloatRange(0, 1), help="Fraction of NAME's requests."
+)
+@_target
+def canary(version: str, share: float, **target: Any) -> None:
+    """Send a share of the requests for a name to VERSION (name@N) to compare it on the
+    dashboard (/v1/stats/adapter-versions) before promoting; --share 0 stops it."""
+    name, number = _versioned(version)
+    as_json = target.pop("as_json")
+    where = _Target(**target)
+    if where.url is not None:
+        result = where.http("POST", f"/{name}/canary", {"version": number, "share": share})
+    else:
+        where.change(lambda registry: registry.set_canary(name, number, share))
+        result = {"canary": version, "share": share}
+    _echo(result, as_json, f"{version} gets {share:.0%} of {name}'s requests")
 
 
 @click.command()
@@ -195,4 +220,4 @@ def remove(model: str, **target: Any) -> None:
     _echo(result, as_json, f"removed {', '.join(removed)}")
 
 
-REGISTRY_COMMANDS = (list_adapters, add, promote, rollback, remove)
+REGISTRY_COMMANDS = (list_adapters, add, promote, canary, rollback, remove)

@@ -81,6 +81,8 @@ class AdapterEntry(BaseModel):
     serving: int = Field(description="The version requests for `name` get.")
     history: list[int] = Field(default_factory=list, description="Earlier serving versions.")
     removed: bool = Field(False, description="Removed: the name no longer exists.")
+    canary: int | None = Field(None, description="A version that gets a share of the traffic.")
+    canary_share: float = Field(0.0, ge=0, le=1, description="Its share of `name`'s requests.")
 
     def label(self, version: int | None = None) -> str:
         return f"{self.name}@{self.serving if version is None else version}"
@@ -137,6 +139,8 @@ class AdapterRegistry(BaseModel):
                     for v, info in sorted(entry.versions.items())
                 ],
                 "history": [entry.label(v) for v in entry.history],
+                "canary": entry.label(entry.canary) if entry.canary is not None else None,
+                "canary_share": entry.canary_share,
             }
             for name, entry in sorted(self.live().items())
         ]
@@ -175,10 +179,29 @@ class AdapterRegistry(BaseModel):
 
     def promote(self, name: str, version: int) -> None:
         entry, version = self.resolve(f"{name}@{version}")
+        if entry.canary == version:  # the canary earned its place
+            entry.canary, entry.canary_share = None, 0.0
         if version == entry.serving:
             return
         entry.history.append(entry.serving)
         entry.serving = version
+
+    def set_canary(self, name: str, version: int, share: float) -> None:
+        """Send `share` (0..1) of the requests for `name` to `version`; share 0 stops it."""
+        entry, version = self.resolve(f"{name}@{version}")
+        if not 0 <= share <= 1:
+            raise RegistryError(f"canary share {share}: use a fraction from 0 to 1, e.g. 0.1")
+        if share > 0 and version == entry.serving:
+            raise RegistryError(f"{name}@{version} is already served to every request")
+        entry.canary, entry.canary_share = (version, share) if share > 0 else (None, 0.0)
+
+    def canaries(self) -> dict[str, tuple[str, float]]:
+        """name -> (`name@N`, share) for the names with a canary."""
+        return {
+            name: (e.label(e.canary), e.canary_share)
+            for name, e in self.live().items()
+            if e.canary is not None and e.canary in e.versions
+        }
 
     def rollback(self, name: str) -> int:
         """Serve the version served before the last promote; returns it."""
@@ -205,6 +228,8 @@ class AdapterRegistry(BaseModel):
                 f"first, or remove the whole name with `{name}`"
             )
         del entry.versions[version]
+        if entry.canary == version:
+            entry.canary, entry.canary_share = None, 0.0
         entry.history = [v for v in entry.history if v != version]
         return [f"{name}@{version}"]
 

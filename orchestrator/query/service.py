@@ -139,7 +139,8 @@ class QueryService:
             name = target.adapter.partition("@")[0]
             trace.route, trace.adapter = name, name
         if trace.adapter is not None:
-            trace.adapter_version = self.catalog.version_of(target.adapter or trace.adapter)
+            requested = target.adapter or trace.adapter
+            trace.adapter_version = self.catalog.version_of(requested, trace.query_id)
         return target, _with_adapter(probe, trace.adapter_version or trace.adapter)
 
     def decide(self, trace: QueryTrace, logprobs: list[float]) -> Decision:

@@ -16,6 +16,7 @@ reads as for any unknown name.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -48,6 +49,7 @@ class AdapterCatalog:
     owned: Mapping[str, frozenset[str]] = field(default_factory=dict)  # tenant -> private names
     serving: Mapping[str, str] = field(default_factory=dict)  # name -> name@N (registry)
     versions: Mapping[str, frozenset[str]] = field(default_factory=dict)  # name -> its name@N
+    canaries: Mapping[str, tuple[str, float]] = field(default_factory=dict)  # name -> (v, share)
 
     @classmethod
     def build(
@@ -67,7 +69,9 @@ class AdapterCatalog:
         names = set(adapters)
         serving: dict[str, str] = {}
         versions: dict[str, frozenset[str]] = {}
+        canaries: dict[str, tuple[str, float]] = {}
         if registry is not None:
+            canaries = registry.canaries()
             live = registry.live()
             names = set(live)
             for name, entry in live.items():
@@ -85,6 +89,7 @@ class AdapterCatalog:
             {tenant: frozenset(labels) for tenant, labels in owned.items()},
             serving,
             versions,
+            canaries,
         )
 
     @classmethod
@@ -116,11 +121,15 @@ class AdapterCatalog:
             return False
         return version is None or model in self.versions.get(name, frozenset())
 
-    def version_of(self, model: str) -> str | None:
-        """The `name@N` that `model` runs (its serving version for a bare name); None
-        without a registry."""
+    def version_of(self, model: str, query_id: str = "") -> str | None:
+        """The `name@N` that `model` runs: as named, else the name's canary for its share of
+        queries (by a stable hash of `query_id`), else its serving version; None without a
+        registry."""
         if "@" in model:
             return model
+        canary = self.canaries.get(model)
+        if canary is not None and _unit_hash(query_id) < canary[1]:
+            return canary[0]
         return self.serving.get(model)
 
     def adapter_for_label(self, tenant: str | None, label: str) -> str | None:
@@ -139,3 +148,8 @@ class AdapterCatalog:
 
     def model_names(self, tenant: str | None) -> list[str]:
         return [card.name for card in self.models_of(tenant)]
+
+
+def _unit_hash(key: str) -> float:
+    """A stable number in [0, 1) for a key (the same query always takes the same side)."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64

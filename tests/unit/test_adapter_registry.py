@@ -152,3 +152,27 @@ def test_label_of_a_removed_adapter_falls_back_to_the_base(registry_file: Regist
     catalog = _catalog(registry_file.load())
     assert catalog.adapter_for_label("acme", "legal") is None
     assert not catalog.may_use("acme", "legal")
+
+
+def test_canary_takes_its_share_and_promote_ends_it(
+    registry_file: RegistryFile, tmp_path: Path
+) -> None:
+    add_adapter(registry_file, "legal", _adapter_dir(tmp_path, "v2"))
+    with registry_file.change() as registry:
+        registry.set_canary("legal", 2, 0.25)
+        with pytest.raises(RegistryError, match="already served"):
+            registry.set_canary("legal", 1, 0.5)
+    catalog = _catalog(registry_file.load())
+    chosen = [catalog.version_of("legal", f"q-{i}") for i in range(2000)]
+    share = chosen.count("legal@2") / len(chosen)
+    assert 0.2 < share < 0.3 and set(chosen) == {"legal@1", "legal@2"}
+    assert catalog.version_of("legal", "q-7") == catalog.version_of("legal", "q-7")  # stable
+    assert catalog.version_of("legal@1", "q-7") == "legal@1"  # a named version is exact
+    with registry_file.change() as registry:
+        registry.promote("legal", 2)
+    listed = registry_file.load().listing()[0]
+    assert listed["serving"] == "legal@2" and listed["canary"] is None
+    with registry_file.change() as registry:
+        registry.set_canary("legal", 1, 0.1)
+        registry.set_canary("legal", 1, 0.0)  # share 0 stops it
+    assert registry_file.load().canaries() == {}
