@@ -77,7 +77,7 @@ def trained(real_models_built: None, tmp_path_factory: pytest.TempPathFactory) -
     return Trained(tmp / "v2", tmp / "v3", heldout, card, seconds)
 
 
-def _config_overrides(tmp: Path) -> dict[str, Any]:
+def lifecycle_overrides(tmp: Path) -> dict[str, Any]:
     """local.yaml's real small model and router; the tiny large model; a private state dir
     (the adapter registry) that shares the compile caches."""
     real, tiny = local_config_data(LOCAL_CONFIG), local_config_data(TINY_CONFIG)
@@ -104,7 +104,7 @@ class Rig:
 @pytest.fixture(scope="module")
 def rig(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     tmp = tmp_path_factory.mktemp("lifecycle")
-    service, proc = start_service(tmp, _config_overrides(tmp), LOCAL_CONFIG)
+    service, proc = start_service(tmp, lifecycle_overrides(tmp), LOCAL_CONFIG)
     session = proc.pid
     pids = {name: replica_pid(session, name) for name in ("Router", "LargeLLM", "Ingress")}
     yield Rig(service, proc, pids)
