@@ -9,6 +9,8 @@ their process ids. The large model is the tiny stand-in (this test is about the 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -39,6 +41,7 @@ DATA = REPO / "orchestrator" / "localmodels" / "datasets" / "adapter_qa" / "lega
 TRAIN_EXAMPLES, HELDOUT_EXAMPLES = 240, 30
 OTHER_KEY = "sk-acme"
 LEGAL_QUESTION = "Can my landlord keep my security deposit?"
+RESTART_TIMEOUT_S = 300
 
 
 def _spillway(*args: str, timeout: float = 900) -> dict[str, Any]:
@@ -271,3 +274,30 @@ def test_other_replicas_kept_their_processes(rig: Rig) -> None:
     session = rig.proc.pid
     now = {name: replica_pid(session, name) for name in rig.pids}
     assert now == rig.pids
+
+
+def test_versions_survive_a_small_replica_restart(rig: Rig) -> None:
+    """SIGKILL the small model's replica: Serve starts a new one, which reads the adapter
+    registry from the state directory and serves the promoted and the run-time versions."""
+    from openai import OpenAI
+
+    session = rig.proc.pid
+    old = replica_pid(session, "SmallLLM")
+    os.kill(old, signal.SIGKILL)
+    acme = OpenAI(base_url=f"{rig.service.base_url}/v1", api_key=OTHER_KEY, max_retries=0)
+    deadline, info = time.monotonic() + RESTART_TIMEOUT_S, None
+    while time.monotonic() < deadline:
+        time.sleep(5)
+        try:
+            reply = acme.chat.completions.create(
+                model="acme-legal@1", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+            )
+        except Exception:  # the ingress may answer 503 while no small replica is up
+            continue
+        info = reply.model_extra["spillway"]
+        if not info["faults"]:  # answered by the small model, not the large fallback
+            break
+    assert info is not None and info["faults"] == [], info
+    assert replica_pid(session, "SmallLLM") != old
+    _answered_by_version(rig.service, "legal", "legal@2")  # promoted before the restart
+    assert {name: replica_pid(session, name) for name in rig.pids} == rig.pids
