@@ -58,6 +58,20 @@ def _split(train: list[Any], val_path: Path | None) -> tuple[list[Any], list[Any
     return split_examples(train, VALIDATION_FRACTION, salt="validation")
 
 
+def _track(uri: str | None, stage: str, adapter: Path, record: dict[str, Any]) -> None:
+    """With --mlflow, log the run; a tracking failure is reported, the adapter is kept."""
+    if not uri:
+        return
+    from adapter_training.tracking import log_to_mlflow
+
+    try:
+        run_id = log_to_mlflow(uri, stage, adapter, record)
+    except Exception as error:  # MLflow raises many types; the trained adapter is still good
+        click.echo(f"MLflow logging failed: {error}", err=True)
+        return
+    click.echo(f"MLflow run {run_id}", err=True)
+
+
 def _summary(card: dict[str, Any]) -> str:
     held, gate = card["heldout"], card["gate"]
     return (
@@ -92,6 +106,7 @@ def _summary(card: dict[str, Any]) -> str:
 @click.option("--seed", default=0, show_default=True, help="Random seed (repeatable runs).")
 @click.option("--threads", default=2, show_default=True, help="Torch CPU threads.")
 @click.option("--margin", default=0.02, show_default=True, help="Gate: loss lower by this.")
+@click.option("--mlflow", "mlflow_uri", help="Log the run to MLflow (URI or directory).")
 @click.option("--force", is_flag=True, help="Overwrite an adapter already in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the model card as JSON.")
@@ -108,6 +123,7 @@ def train(**options: Any) -> None:
     _check_base(options["base_model"])
     train_set, val_set = _split(_examples(options["data"]), options["val"])
     card = _train(options, train_set, val_set)
+    _track(options["mlflow_uri"], "train", out, card)
     click.echo(json.dumps(card, indent=2) if options["as_json"] else _summary(card))
 
 
@@ -174,6 +190,7 @@ def _base_of(adapter: Path, given: Path | None) -> Path:
 @click.option("--margin", default=0.02, show_default=True, help="Gate: loss lower by this.")
 @click.option("--em-max-chars", default=80, show_default=True, help="Longest EM answer.")
 @click.option("--threads", default=2, show_default=True, help="Torch CPU threads.")
+@click.option("--mlflow", "mlflow_uri", help="Log the scores to MLflow (URI or directory).")
 @click.option("--json", "as_json", is_flag=True, help="Print every score as JSON.")
 def evaluate(**options: Any) -> None:
     """The adapter against its base model on held-out data: answer-token loss, perplexity,
@@ -195,6 +212,7 @@ def evaluate(**options: Any) -> None:
         em_max_chars=options["em_max_chars"],
         threads=options["threads"],
     )
+    _track(options["mlflow_uri"], "eval", adapter, result)
     click.echo(json.dumps(result, indent=2) if options["as_json"] else _eval_text(result))
     if not result["gate"]["passed"]:
         raise SystemExit(1)
