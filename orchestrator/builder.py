@@ -57,7 +57,8 @@ def build_app(config: SpillwayConfig) -> Any:
         batch_wait_timeout_s=router_settings.batch_wait_timeout_s,
         difficulty_path=router_settings.difficulty_artifact,
     )
-    small = _model_deployment(serve, "SmallLLM", config.small, logs)
+    # Only the small model's adapters are managed at run time (the adapter registry).
+    small = _model_deployment(serve, "SmallLLM", config.small, logs, config.server.state_dir)
     large = _model_deployment(serve, "LargeLLM", config.large, logs)
     ingress: Any = serve.deployment(
         serve.ingress()(SpillwayIngress),
@@ -83,7 +84,13 @@ def _ingress_scaling(config: SpillwayConfig) -> dict[str, Any]:
     return {"num_replicas": config.server.ingress_replicas}
 
 
-def _model_deployment(serve: Any, name: str, model: ModelSettings, logs: dict[str, Any]) -> Any:
+def _model_deployment(
+    serve: Any,
+    name: str,
+    model: ModelSettings,
+    logs: dict[str, Any],
+    registry_dir: str | None = None,
+) -> Any:
     """A vLLM engine inside the replica, or a client of a server that runs the model."""
     from orchestrator.backends.llm import ServedLLMDeployment  # imports vLLM: only when building
     from orchestrator.backends.remote import RemoteLLMDeployment
@@ -104,6 +111,8 @@ def _model_deployment(serve: Any, name: str, model: ModelSettings, logs: dict[st
         graceful_shutdown_timeout_s=20,
         **model.replicas.serve_options(),
     )
+    if model.engine is not None and registry_dir is not None:
+        return deployment.bind(backend_config.model_dump(mode="json"), None, registry_dir)
     return deployment.bind(backend_config.model_dump(mode="json"))
 
 

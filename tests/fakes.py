@@ -100,7 +100,8 @@ class FakeModels:
     def _result(self, which: str, request: GenerationRequest) -> GenerationResult:
         self.calls.append((which, request))
         prob = self.small_prob if which == "small" else 0.99
-        model = request.adapter or which
+        # As the LLM deployment: the adapter's name, without the registry's version.
+        model = request.adapter.partition("@")[0] if request.adapter else which
         return GenerationResult(
             text=f"{which} says",
             token_ids=[1, 2, 3],

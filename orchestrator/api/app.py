@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from orchestrator.api.admin import admin_router
 from orchestrator.api.chat import chat_router
 from orchestrator.api.errors import install_error_handlers
 from orchestrator.api.openapi import install_openapi
@@ -29,4 +30,5 @@ def create_app(parts: ReplicaParts) -> FastAPI:
     )
     app.include_router(service_router(parts))
     app.include_router(chat_router(parts))
+    app.include_router(admin_router(parts))
     return app

@@ -14,6 +14,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.api.admin import PREFIX as ADMIN_PREFIX
+from orchestrator.api.admin import AddAdapter, Canary, Promote
 from orchestrator.query.request import ChatCompletionRequest, FeedbackRequest
 
 REF = "#/components/schemas/{model}"
@@ -23,8 +25,8 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 ERROR_TEXT = {
     400: "Invalid request: bad JSON, a field out of range, an unknown field.",
     401: "Missing or unknown API key.",
-    403: "The key may not use this endpoint (the stats need an admin key).",
-    404: "No such model, adapter, query or endpoint.",
+    403: "The key may not use this endpoint (the stats and adapter admin need an admin key).",
+    404: "No such model, adapter, adapter version, query or endpoint.",
     413: "The request body is over the configured limit.",
     429: "Rate limit or budget exceeded.",
     503: "A model backend is unavailable; retry after Retry-After seconds.",
@@ -33,6 +35,9 @@ ERROR_TEXT = {
 BODY_MODELS: dict[tuple[str, str], type[BaseModel]] = {
     ("/v1/chat/completions", "post"): ChatCompletionRequest,
     ("/v1/feedback", "post"): FeedbackRequest,
+    (ADMIN_PREFIX, "post"): AddAdapter,
+    (ADMIN_PREFIX + "/{name}/promote", "post"): Promote,
+    (ADMIN_PREFIX + "/{name}/canary", "post"): Canary,
 }
 AUTHED_ERRORS = (400, 401, 429)
 
@@ -63,6 +68,8 @@ def error_statuses(path: str, method: str) -> tuple[int, ...]:
     statuses = {*AUTHED_ERRORS}
     if path.startswith("/v1/stats/"):
         statuses.add(403)
+    if path.startswith(ADMIN_PREFIX):
+        statuses |= {403, 404}
     if (path, method) in BODY_MODELS:
         statuses |= {404, 413}
     if path == "/v1/chat/completions":

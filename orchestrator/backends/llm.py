@@ -30,6 +30,7 @@ from orchestrator.backends.types import (
     StreamDelta,
     UnknownAdapterError,
 )
+from orchestrator.config.adapter_registry import RegistryFile, split_version
 from orchestrator.config.engine import VLLMEngineConfig, engine_kwargs
 
 __all__ = [
@@ -97,21 +98,69 @@ class LLMDeployment:
         self,
         config: VLLMEngineConfig | dict[str, Any],
         engine_factory: Callable[[VLLMEngineConfig], Any] | None = None,
+        registry_dir: str | None = None,
     ) -> None:
         self.config = VLLMEngineConfig.model_validate(config)
         _set_env_defaults()  # before vLLM is imported: some of it reads the environment once
-        self._lora_requests = self._make_lora_requests()
+        # With a registry (the small model in a service): adapters by version, `name@N`,
+        # changed at run time; without one, the config's adapters under their names.
+        self._registry = (
+            RegistryFile(registry_dir, self.config.adapters) if registry_dir is not None else None
+        )
+        self._paths: dict[str, str] = {}  # adapter label (name or name@N) -> directory
+        self._serving: dict[str, str] = {}  # name -> label it serves
+        self._lora_ids: dict[str, int] = {}  # label -> vLLM's int id, unique in this replica
+        self._lora_requests: dict[str, Any] = {}
+        self._load_adapters()
         self._engine: Any = (engine_factory or build_async_llm)(self.config)
         self._tokenizer = self._engine.get_tokenizer()
 
-    def _make_lora_requests(self) -> dict[str, Any]:
+    def _load_adapters(self) -> list[str]:
+        """(Re)read the adapters; returns the labels that are gone (to unload)."""
+        if self._registry is None:
+            paths = dict(self.config.adapters)
+            serving = {name: name for name in paths}
+        else:
+            registry = self._registry.load()
+            paths, serving = registry.paths(), registry.serving()
+        for label, path in list(paths.items()):
+            if self._paths.get(label) == path:
+                continue
+            try:
+                _check_adapter_dir(label, path, self.config.max_lora_rank)
+            except ValueError as error:
+                if self._registry is None:
+                    raise  # the config's own adapters: a startup error
+                replica_log.error("adapter %s left out: %s", label, error)
+                del paths[label]
+        serving = {name: label for name, label in serving.items() if label in paths}
+        gone = [label for label in self._paths if label not in paths]
+        self._paths, self._serving = paths, serving
+        self._lora_requests = {label: self._lora_request(label) for label in paths}
+        return gone
+
+    def _lora_request(self, label: str) -> Any:
         from vllm.lora.request import LoRARequest
 
-        requests = {}
-        for int_id, (name, path) in enumerate(self.config.adapters.items(), start=1):
-            _check_adapter_dir(name, path, self.config.max_lora_rank)
-            requests[name] = LoRARequest(name, int_id, str(Path(path).resolve()))
-        return requests
+        if label not in self._lora_ids:
+            self._lora_ids[label] = len(self._lora_ids) + 1
+        path = str(Path(self._paths[label]).resolve())
+        return LoRARequest(label, self._lora_ids[label], path)
+
+    async def sync_adapters(self, preload: bool = False) -> dict[str, Any]:
+        """Pick up registry changes: unload removed versions from the engine and, with
+        `preload`, load every serving version now rather than on its first request. Cheap when
+        nothing changed (one stat of the registry file). Returns `describe()`."""
+        if self._registry is not None and self._registry.changed():
+            for label in self._load_adapters():
+                lora_id = self._lora_ids.get(label)
+                if lora_id is not None:
+                    await self._live().remove_lora(lora_id)
+            replica_log.info("adapters now serving %s", self._serving)
+        if preload:
+            for label in self._serving.values():
+                await self._live().add_lora(self._lora_requests[label])
+        return self.describe()
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -136,9 +185,10 @@ class LLMDeployment:
         """The LoRA request (None: base) and prompt ids; raises LLMRequestError if invalid."""
         lora = None
         if request.adapter not in (None, self.config.served_name):
-            lora = self._lora_requests.get(request.adapter)  # type: ignore[arg-type]
+            label = self._serving.get(request.adapter, request.adapter)  # type: ignore[arg-type]
+            lora = self._lora_requests.get(label)
             if lora is None:
-                known = [self.config.served_name, *self._lora_requests]
+                known = [self.config.served_name, *self._serving, *self._lora_requests]
                 raise UnknownAdapterError(f"unknown model {request.adapter!r}; known: {known}")
         ids = self._prompt_ids(request.messages)
         if len(ids) + request.max_tokens > self.config.max_model_len:
@@ -176,9 +226,12 @@ class LLMDeployment:
         }
 
     def _model_name(self, request: GenerationRequest) -> str:
-        return request.adapter or self.config.served_name
+        """The served name, or the adapter's name (without a version: the ledger's
+        `adapter_version` has that)."""
+        return split_version(request.adapter)[0] if request.adapter else self.config.served_name
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
+        await self.sync_adapters()
         args = self._prepare(request, delta=False)
         final = None
         async with aclosing(self._live().generate(**args)) as outputs:
@@ -199,6 +252,7 @@ class LLMDeployment:
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamDelta]:
+        await self.sync_adapters()
         args = self._prepare(request, delta=True)
         prompt_tokens = len(args["prompt"]["prompt_token_ids"])
         produced = 0
@@ -230,7 +284,7 @@ class LLMDeployment:
         the service said it was ready. Returns the seconds each request took (base first).
         """
         seconds = []
-        for adapter in [None, *self.config.adapters]:
+        for adapter in [None, *self._serving]:
             started = time.perf_counter()
             request = GenerationRequest(
                 messages=[{"role": "user", "content": "Say hello."}],
@@ -240,13 +294,14 @@ class LLMDeployment:
             await self.generate(request)
             seconds.append(round(time.perf_counter() - started, 2))
         replica_log.info("warmed %s: base and adapters %s in %s s", self.config.served_name,
-                         list(self.config.adapters), seconds)  # fmt: skip
+                         self._serving, seconds)  # fmt: skip
         return seconds
 
     def describe(self) -> dict[str, Any]:
         return {
             "served_name": self.config.served_name,
-            "adapters": list(self.config.adapters),
+            "adapters": list(self._serving),
+            "serving": dict(self._serving),
             "max_model_len": self.config.max_model_len,
         }
 
@@ -277,8 +332,9 @@ class ServedLLMDeployment(LLMDeployment):
         self,
         config: VLLMEngineConfig | dict[str, Any],
         engine_factory: Callable[[VLLMEngineConfig], Any] | None = None,
+        registry_dir: str | None = None,
     ) -> None:
-        super().__init__(config, engine_factory)
+        super().__init__(config, engine_factory, registry_dir)
         if self.config.warm_up_tokens > 0:
             await self.warm_up()
 

@@ -35,6 +35,9 @@ class Backends:
     large_generate: Callable[[GenerationRequest], Awaitable[GenerationResult]]
     large_stream: Callable[[GenerationRequest], AsyncIterator[StreamDelta]]
     ready: ReadyCheck | None = None
+    # The small deployment re-reads the adapter registry and loads the serving versions now
+    # (the admin API calls it after a change); returns what it serves. None: not supported.
+    small_sync_adapters: Callable[[], Awaitable[dict[str, Any]]] | None = None
 
 
 def handle_backends(router: Any, small: Any, large: Any) -> Backends:
@@ -67,4 +70,11 @@ def handle_backends(router: Any, small: Any, large: Any) -> Backends:
         )
         return {"router_version": router_info["artifact_version"]}
 
-    return Backends(route, small_generate, small_stream, large_generate, large_stream, ready)
+    async def small_sync_adapters() -> dict[str, Any]:
+        served: dict[str, Any] = await small.sync_adapters.remote(True)
+        return served
+
+    return Backends(
+        route, small_generate, small_stream, large_generate, large_stream, ready,
+        small_sync_adapters,
+    )  # fmt: skip

@@ -17,6 +17,11 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "config": ("orchestrator.cli.config", "config", "Validate serve configs."),
     "models": ("orchestrator.cli.models", "models", "Build the local models and adapters."),
     "router": ("orchestrator.cli.router", "router", "Train, evaluate and query routers."),
+    "adapters": (
+        "orchestrator.cli.adapters",
+        "adapters",
+        "Train, evaluate and version LoRA adapters.",
+    ),
     "cascade": ("orchestrator.cli.cascade", "cascade", "Evaluate and calibrate the cascade."),
     "ledger": ("orchestrator.cli.ledger", "ledger", "Read and export the cost ledger."),
 }

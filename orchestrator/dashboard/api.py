@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from orchestrator.dashboard import stats_daily, stats_hourly, stats_queries
+from orchestrator.dashboard import stats_daily, stats_hourly, stats_queries, stats_versions
 from orchestrator.dashboard.scope import Scope, ScopeError
 from orchestrator.dashboard.source import (
     PolicySource,
@@ -122,7 +122,8 @@ def dashboard_router(
 ) -> APIRouter:
     """Routes: GET /dashboard (the page, no key needed: it holds no data),
     GET /dashboard/static/{name}, and GET /v1/stats/{filters,summary,cost,escalations,
-    confidence,whatif,router,latency,expensive,latest-escalations} (admin key)."""
+    confidence,whatif,router,latency,expensive,latest-escalations,adapter-versions}
+    (admin key)."""
     thresholds = threshold_lookup(policy)
     router = APIRouter()
     admin = [Depends(admin_check(authorize))]
@@ -187,6 +188,11 @@ def _daily_routes(
     def expensive(scope: Filters, limit: str = "20") -> dict[str, Any]:
         with stats_connection(source) as connection:
             return stats_queries.expensive(connection, scope, _limit(limit))
+
+    @router.get("/v1/stats/adapter-versions", dependencies=admin)
+    def adapter_versions(scope: Filters) -> dict[str, Any]:
+        with stats_connection(source) as connection:
+            return stats_versions.adapter_versions(connection, scope)
 
     @router.get("/v1/stats/latest-escalations", dependencies=admin)
     def latest(scope: Filters, limit: str = "20") -> dict[str, Any]:

@@ -80,7 +80,7 @@ def latest_escalations(connection: sa.Connection, scope: Scope, limit: int) -> d
                 LEDGER.c.created_at >= hour,
                 LEDGER.c.created_at < hour + HOUR,
                 LEDGER.c.escalated == sa.true(),
-                *_ledger_filters(scope),
+                *ledger_filters(scope),
             )
             .order_by(LEDGER.c.created_at.desc(), LEDGER.c.query_id.desc())
             .limit(limit - len(found))
@@ -91,7 +91,7 @@ def latest_escalations(connection: sa.Connection, scope: Scope, limit: int) -> d
     return {"range": scope.describe(), "queries": found}
 
 
-def _ledger_filters(scope: Scope) -> list[sa.ColumnElement[bool]]:
+def ledger_filters(scope: Scope) -> list[sa.ColumnElement[bool]]:
     conditions: list[sa.ColumnElement[bool]] = []
     if scope.tenant is not None:
         conditions.append(LEDGER.c.tenant == scope.tenant)

@@ -93,6 +93,12 @@ class LedgerRow(BaseModel):
         description="The text the router labelled, only for tenants with keep_query_text "
         "(router training from the ledger); None otherwise.",
     )
+    adapter_version: str | None = Field(
+        None,
+        max_length=200,
+        description="The adapter version the small model ran, `name@N` (the registry's); "
+        "None when no adapter was used.",
+    )
 
     @field_validator("created_at")
     @classmethod

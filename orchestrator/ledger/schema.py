@@ -134,6 +134,8 @@ ledger_table = sa.Table(
     _text("faults"),
     # Only for tenants with keep_query_text (migration 0004); NULL otherwise.
     sa.Column("query_text", sa.Text(), nullable=True),
+    # The adapter version that answered, `name@N` (migration 0005); NULL: no adapter.
+    _text("adapter_version"),
     # (created_at, query_id) serves time-range scans and keyset pagination in one index.
     sa.Index("ix_ledger_created_at", "created_at", "query_id"),
     sa.Index("ix_ledger_tenant_created_at", "tenant", "created_at"),

@@ -19,6 +19,7 @@ from cascade.pricing import Usage
 from orchestrator.backends.seam import Backends
 from orchestrator.backends.types import GenerationRequest, GenerationResult, StreamDelta
 from orchestrator.config import SpillwayConfig
+from orchestrator.config.adapter_registry import adapter_registry_of
 from orchestrator.errors import InvalidRequest, NotFound
 from orchestrator.ledger.row import QUERY_TEXT_MAX_CHARS
 from orchestrator.query.fallback import (
@@ -46,8 +47,18 @@ class QueryService:
         self.backends = backends
         self._small_name = config.small.served_name
         self._large_name = config.large.served_name
-        self.catalog = AdapterCatalog.from_config(config)  # who may use which adapter (tenancy.py)
+        self._registry = adapter_registry_of(config)
+        # Who may use which adapter (tenancy.py); rebuilt when the adapter registry changes.
+        self._catalog = AdapterCatalog.from_config(config)
         self._keep_text = frozenset(t.name for t in config.tenants if t.keep_query_text)
+
+    @property
+    def catalog(self) -> AdapterCatalog:
+        """The adapter catalog, re-read when the registry file changed (one stat a call)."""
+        registry = self._registry
+        if registry is not None and registry.changed():
+            self._catalog = AdapterCatalog.from_config(self._config, registry.load())
+        return self._catalog
 
     # ----- request preparation -------------------------------------------------------------
     def resolve_target(self, model: str, tenant: str | None = None) -> Target:
@@ -58,7 +69,7 @@ class QueryService:
             return Target("small")
         if model == self._large_name:
             return Target("large")
-        if model in self.catalog.adapters_of(tenant):
+        if self.catalog.may_use(tenant, model):
             return Target("small", adapter=model)
         known = ", ".join(sorted(self.catalog.model_names(tenant)))
         raise NotFound(
@@ -127,8 +138,12 @@ class QueryService:
         if target.kind == "auto":
             await self._route(trace, request)
         elif target.adapter is not None:
-            trace.route, trace.adapter = target.adapter, target.adapter
-        return target, _with_adapter(probe, trace.adapter)
+            name = target.adapter.partition("@")[0]
+            trace.route, trace.adapter = name, name
+        if trace.adapter is not None:
+            requested = target.adapter or trace.adapter
+            trace.adapter_version = self.catalog.version_of(requested, trace.query_id)
+        return target, _with_adapter(probe, trace.adapter_version or trace.adapter)
 
     def decide(self, trace: QueryTrace, logprobs: list[float]) -> Decision:
         route = route_key(trace)
@@ -245,7 +260,7 @@ class QueryService:
                 self._open_large(trace, gen, REASON_SMALL_UNAVAILABLE)
             )
         trace.small_usage = head.usage()
-        small_model = gen.adapter or self._small_name
+        small_model = trace.adapter or self._small_name
         if self.decide(trace, head.logprobs(k)).escalate:
             try:
                 large = await self._open_large(trace, gen, trace.reason)

@@ -38,6 +38,7 @@ class SpillwayInfo(BaseModel):
     route_probability: float | None
     router_version: str | None = None
     adapter: str | None
+    adapter_version: str | None = None  # name@N of the adapter that ran
     answered_by: str
     confidence: float | None
     confidence_signal: str | None = None
@@ -59,6 +60,7 @@ class SpillwayInfo(BaseModel):
             "route": self.route or "",
             "route-probability": _fmt(self.route_probability),
             "adapter": self.adapter or "",
+            "adapter-version": self.adapter_version or "",
             "answered-by": self.answered_by,
             "confidence": _fmt(self.confidence),
             "escalated": str(self.escalated).lower(),
@@ -99,6 +101,7 @@ class QueryTrace:
     # The difficulty scorer's P(small is enough): the skip decision's input, recorded through
     # `decision` (signal `difficulty`) when it skips the small model.
     small_enough_probability: float | None = None
+    adapter_version: str | None = None  # the adapter's registry version, name@N
     decision: Decision | None = None
     signals: dict[str, float] | None = None  # the small answer's signals (response only)
     escalated: bool = False
@@ -164,6 +167,7 @@ class QueryTrace:
             "route_probability": self.route_probability,
             "router_version": self.router_version,
             "adapter": self.adapter,
+            "adapter_version": self.adapter_version,
             "confidence": decision.confidence if decision else None,
             "confidence_signal": decision.signal if decision else None,
             "threshold": decision.threshold if decision else None,

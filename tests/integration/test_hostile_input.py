@@ -231,7 +231,7 @@ def test_named_adapter_cannot_be_escalated_by_text(app: Any) -> None:
     assert models.routed == []  # a named adapter skips the router
     assert (info["adapter"], info["answered_by"], info["escalated"]) == ("legal", "legal", False)
     assert [which for which, _ in models.calls] == ["small"]
-    assert models.calls[0][1].adapter == "legal"
+    assert models.calls[0][1].adapter == "legal@1"  # the config's adapter, version 1
 
 
 def test_injection_does_not_grant_admin(app: Any) -> None:

@@ -98,6 +98,6 @@ def test_fault_columns_round_trip_and_export(database_url: str) -> None:
     csv_out = io.StringIO()
     write_csv([stored["both"]], csv_out)
     (record,) = csv.DictReader(io.StringIO(csv_out.getvalue()))
-    assert list(record)[-3:] == ["degraded", "faults", "query_text"]
+    assert list(record)[-4:] == ["degraded", "faults", "query_text", "adapter_version"]
     assert record["degraded"] == "false" and record["faults"] == "small,large"
     assert record["http_status"] == "503"

@@ -40,7 +40,7 @@ def test_upgrade_from_0003_keeps_rows_and_triggers(database_url: str) -> None:
             )  # fmt: skip
             triggers = _trigger_count(connection)
         migrate(engine)
-        assert current_revision(engine) == "0004" == head_revision()
+        assert current_revision(engine) == head_revision() >= "0004"
         row = reader.fetch_row(engine, "old-1")
         assert row is not None and row["query_text"] is None
         with engine.connect() as connection:

@@ -136,7 +136,12 @@ def test_requests_without_sampling_get_the_engines_defaults(adapter_dir):
 
 
 def test_describe_shutdown_and_picklable_data(fake):
-    assert fake.describe() == {"served_name": "small", "adapters": ["law"], "max_model_len": 64}
+    assert fake.describe() == {
+        "served_name": "small",
+        "adapters": ["law"],
+        "serving": {"law": "law"},  # no adapter registry: the config's names, unversioned
+        "max_model_len": 64,
+    }
     engine = fake._engine
     fake.shutdown()
     fake.shutdown()
@@ -234,5 +239,6 @@ def test_health_and_describe(tiny_llm, run):
     assert tiny_llm.describe() == {
         "served_name": "tiny-base",
         "adapters": ["ad0", "ad1", "ad2"],
+        "serving": {"ad0": "ad0", "ad1": "ad1", "ad2": "ad2"},
         "max_model_len": 256,
     }

@@ -37,6 +37,8 @@ EXCLUDED_CHECKS = [positive_data_acceptance, negative_data_rejection]
 def _app(directory: Path) -> tuple[Any, Ledger]:
     data = json.loads(json.dumps(CONFIG))
     data["ledger"] = {"url": f"sqlite:///{directory / 'ledger.db'}"}
+    # Its own state dir: the adapter admin API writes the adapter registry there.
+    data["server"] = {"state_dir": str(directory / "state")}
     data["tenants"][0]["admin"] = True  # the stats endpoints need an admin key
     config = validate_config_dict(data)
     models = FakeModels(0.95, {"label": "legal", "probability": 0.8, "abstained": False})

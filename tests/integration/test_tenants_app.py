@@ -72,7 +72,11 @@ def chat(client: TestClient, tenant: str, model: str = "auto", stream: bool = Fa
 
 
 def asked_adapters(models: FakeModels) -> list[str | None]:
-    return [request.adapter for _, request in models.calls]
+    """The adapters the small model was asked for, by name (the registry versions them:
+    a config's adapter is `name@1`)."""
+    names = [request.adapter for _, request in models.calls]
+    assert all(name is None or name.endswith("@1") for name in names), names
+    return [name.partition("@")[0] if name else None for name in names]
 
 
 def without(error: dict[str, Any], name: str) -> dict[str, Any]:

@@ -38,7 +38,7 @@ def test_confident_legal_route_uses_adapter_and_bills_small_only() -> None:
     result = _run(_service(models).complete(_request(), trace))
     assert result.model == "legal"
     assert [c[0] for c in models.calls] == ["small"]
-    assert models.calls[0][1].adapter == "legal"
+    assert models.calls[0][1].adapter == "legal@1"  # the config's adapter is version 1
     assert trace.escalated is False and trace.reason == "confident"
     # 100 prompt tokens at $1/M + 3 completion tokens at $2/M
     assert trace.cost is not None
@@ -86,7 +86,7 @@ def test_named_adapter_skips_router() -> None:
     models = FakeModels(0.95, {"label": "general", "probability": 1.0, "abstained": False})
     trace = _trace()
     _run(_service(models).complete(_request("legal"), trace))
-    assert models.calls[0][1].adapter == "legal"
+    assert models.calls[0][1].adapter == "legal@1"  # the config's adapter is version 1
     assert trace.route_probability is None
 
 

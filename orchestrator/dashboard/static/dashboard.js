@@ -187,6 +187,16 @@ function renderLatency(l) {
     l.stages.map((s) => [s.stage, int(s.count), ms(s.mean_ms), ms(s.p50), ms(s.p90), ms(s.p95), ms(s.p99)]));
 }
 
+// Per adapter version (name@N): is a new version earning its place?
+function renderVersions(data) {
+  const num = (v, digits) => (v === null ? "–" : v.toFixed(digits));
+  table($("versions-table"), [["Adapter version"], ["Queries", 1], ["Mean confidence", 1], ["Escalation rate", 1],
+    ["Errors", 1], ["Feedback", 1], ["Mean feedback", 1]],
+  data.versions.map((v) => [v.version, int(v.queries), num(v.mean_confidence, 2), pct(v.escalation_rate),
+    int(v.errors), int(v.feedback_count), num(v.mean_feedback, 2)]),
+  "No query used a versioned adapter in this range.");
+}
+
 function renderQueries(el, data) {
   table(el, [["Query"], ["Time (UTC)"], ["Tenant"], ["Route"], ["Answered by"], ["Confidence", 1], ["Reason"], ["Cost", 1], ["Baseline", 1]],
     data.queries.map((q) => [queryLink(q.query_id), when(q.created_at), q.tenant,
@@ -231,14 +241,15 @@ async function load() {
   $("status").className = "status";
   $("status").textContent = "Loading…";
   try {
-    const [summary, cost, escalations, confidence, router, latency, expensive, latest] = await Promise.all(
-      ["summary", "cost", "escalations", "confidence", "router", "latency", "expensive", "latest-escalations"]
-        .map((name) => api(`/v1/stats/${name}`, f)));
+    const [summary, cost, escalations, confidence, router, latency, expensive, latest, versions] = await Promise.all(
+      ["summary", "cost", "escalations", "confidence", "router", "latency", "expensive", "latest-escalations",
+        "adapter-versions"].map((name) => api(`/v1/stats/${name}`, f)));
     renderSummary(summary);
     renderSeries(cost, escalations);
     renderConfidence(confidence);
     renderRouter(router);
     renderLatency(latency);
+    renderVersions(versions);
     renderQueries($("expensive-table"), expensive);
     renderQueries($("latest-table"), latest);
     await loadWhatIf();
