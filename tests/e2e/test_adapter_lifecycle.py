@@ -74,9 +74,9 @@ def trained(real_models_built: None, tmp_path_factory: pytest.TempPathFactory) -
     base = str(REPO / ".spillway" / "models" / "small")
     common = ["--data", str(tmp / "train.jsonl"), "--base-model", base, "--quiet"]
     started = time.perf_counter()
-    card = _spillway("train", *common, "--out", str(tmp / "v2"), "--max-steps", "40")
+    card = _spillway("train", *common, "--out", str(tmp / "v2"), "--max-steps", "24")
     seconds = time.perf_counter() - started
-    _spillway("train", *common, "--out", str(tmp / "v3"), "--max-steps", "12", "--seed", "1")
+    _spillway("train", *common, "--out", str(tmp / "v3"), "--max-steps", "8", "--seed", "1")
     return Trained(tmp / "v2", tmp / "v3", heldout, card, seconds)
 
 
@@ -155,7 +155,7 @@ def _admin(service: RunningService, *args: str) -> dict[str, Any]:
 def test_trained_adapter_has_a_card_and_passes_the_gate(trained: Trained) -> None:
     card = trained.card
     assert card["data_files"]["train.jsonl"] and len(card["base_model_sha256"]) == 64
-    assert card["hyperparameters"]["rank"] == 8 and card["steps"] <= 40
+    assert card["hyperparameters"]["rank"] == 8 and card["steps"] <= 24
     assert card["examples"]["val"] == round(TRAIN_EXAMPLES * 0.1)
     assert card["heldout"]["adapter_loss"] < card["heldout"]["base_loss"]
     assert card["gate"]["passed"], card["gate"]
