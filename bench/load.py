@@ -76,13 +76,13 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[rank - 1]
 
 
-def _chat_body(prompt: str) -> dict[str, Any]:
-    return {"model": "auto", "messages": [{"role": "user", "content": prompt}], "max_tokens": 8}
+def _chat_body(prompt: str, model: str = "auto") -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 8}
 
 
-async def _send(client: httpx.AsyncClient, i: int, result: LoadResult) -> None:
+async def _send(client: httpx.AsyncClient, i: int, result: LoadResult, model: str) -> None:
     """One chat completion (prompt `i` of PROMPTS, cycling), recorded in `result`."""
-    body = {**_chat_body(PROMPTS[i % len(PROMPTS)]), "temperature": 0}
+    body = {**_chat_body(PROMPTS[i % len(PROMPTS)], model), "temperature": 0}
     sent_at, started = time.monotonic(), time.perf_counter()
     try:
         response = await client.post("/v1/chat/completions", json=body)
@@ -95,12 +95,17 @@ async def _send(client: httpx.AsyncClient, i: int, result: LoadResult) -> None:
 
 
 async def _worker(
-    client: httpx.AsyncClient, worker: int, stop_at: float, budget: list[int], result: LoadResult
+    client: httpx.AsyncClient,
+    worker: int,
+    stop_at: float,
+    budget: list[int],
+    result: LoadResult,
+    model: str,
 ) -> None:
     i = worker
     while time.monotonic() < stop_at and budget[0] > 0:
         budget[0] -= 1
-        await _send(client, i, result)
+        await _send(client, i, result, model)
         i += 1
 
 
@@ -111,6 +116,7 @@ async def _arrivals(
     stop_at: float,
     budget: list[int],
     result: LoadResult,
+    model: str,
 ) -> None:
     """Open loop: requests arrive at `rate` per second (Poisson, seeded), whatever the answers
     do, with at most `cap` in flight; an arrival that finds `cap` in flight waits for a slot
@@ -122,7 +128,7 @@ async def _arrivals(
 
     async def one(index: int) -> None:
         try:
-            await _send(client, index, result)
+            await _send(client, index, result, model)
         finally:
             slots.release()
 
@@ -179,9 +185,12 @@ async def run_load(
     max_requests: int,
     concurrency: int,
     rate: float | None = None,
+    model: str = "auto",
+    probe: bool = True,
 ) -> LoadResult:
     """Closed-loop load: `concurrency` workers, each sending its next request on an answer;
-    with `rate`, open-loop arrivals at that rate instead, at most `concurrency` in flight."""
+    with `rate`, open-loop arrivals at that rate instead, at most `concurrency` in flight.
+    Every request names `model`; `probe` also GETs /healthz twice a second (Spillway only)."""
     result = LoadResult()
     budget = [max_requests]
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -192,13 +201,15 @@ async def run_load(
         started = time.monotonic()
         stop_at = started + duration_s
         if rate is None:
-            senders = [_worker(client, w, stop_at, budget, result) for w in range(concurrency)]
+            workers = range(concurrency)
+            senders = [_worker(client, w, stop_at, budget, result, model) for w in workers]
         else:
-            senders = [_arrivals(client, rate, concurrency, stop_at, budget, result)]
-        probe = asyncio.create_task(_probe(base_url, stop_at, result))
+            senders = [_arrivals(client, rate, concurrency, stop_at, budget, result, model)]
+        probing = asyncio.create_task(_probe(base_url, stop_at, result)) if probe else None
         await asyncio.gather(*senders)
         result.wall_s = time.monotonic() - started
-        probe.cancel()
+        if probing is not None:
+            probing.cancel()
     return result
 
 
