@@ -9,7 +9,11 @@ every path, so a request's time is the path's own:
 - `spillway-named`: `spillway serve` on local.yaml with the remote backend, `model:
   spillway-large` (no router, no cascade);
 - `spillway-auto`: the same service, `model: auto` (router, small model, cascade; about a
-  quarter of the prompts escalate to the large model).
+  quarter of the prompts escalate to the large model);
+- `spillway-named-hops`, `spillway-auto-hops` (not in the default `--paths`): a second service
+  with the router and both models' clients in deployments of their own (`placement:
+  deployment`, the layout before the ingress held them), to see what the hops cost in the
+  same run.
 
 The same client (load.py's async httpx loop), prompts and body (`max_tokens: 8`,
 `temperature: 0`) for all. Open-loop Poisson arrivals at each `--rates` value for `--duration`
@@ -46,7 +50,20 @@ from bench import instant_backend, litellm_peer
 from bench.load import API_KEY, FAST_OVERRIDES, ledger_rows, percentile, run_load
 
 REPO = Path(__file__).resolve().parent.parent
-PATHS = ("direct", "litellm", "spillway-named", "spillway-auto")
+PATHS = (
+    "direct",
+    "litellm",
+    "spillway-named",
+    "spillway-auto",
+    "spillway-named-hops",
+    "spillway-auto-hops",
+)
+DEFAULT_PATHS = PATHS[:4]
+HOPS = {  # every part in a deployment of its own
+    "router": {"placement": "deployment"},
+    "small": {"placement": "deployment"},
+    "large": {"placement": "deployment"},
+}
 NAMED_MODEL = instant_backend.LARGE_MODEL
 
 
@@ -65,13 +82,19 @@ def spillway_overrides(backend_url: str, state_dir: Path, extra: dict[str, Any])
     from bench.load_service import instant_models
     from tests.e2e.conftest import LOCAL_CONFIG, local_config_data
 
-    server = local_config_data(LOCAL_CONFIG)["server"] | {"state_dir": str(state_dir)}
-    return {
-        **FAST_OVERRIDES,
-        "server": server,
-        **instant_models(backend_url, LOCAL_CONFIG),
-        **extra,
-    }
+    data = local_config_data(LOCAL_CONFIG)
+    server = data["server"] | {"state_dir": str(state_dir)}
+    overrides = {**FAST_OVERRIDES, "router": data["router"], "server": server}
+    return _merged(overrides | instant_models(backend_url, LOCAL_CONFIG), extra)
+
+
+def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `extra`'s values, merged into nested sections rather than replacing them."""
+    out = dict(base)
+    for key, value in extra.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merged(out[key], value) if both else value
+    return out
 
 
 @contextmanager
@@ -92,15 +115,17 @@ def started_peers(args: argparse.Namespace) -> Iterator[list[Peer]]:
                 peers.append(Peer("litellm", url, NAMED_MODEL))
             except litellm_peer.PeerUnavailable as why:
                 print(f"peers: skipping LiteLLM: {why}", file=sys.stderr, flush=True)
-        if {"spillway-named", "spillway-auto"} & set(args.paths):
+        extra = json.loads(args.spillway_overrides) if args.spillway_overrides else {}
+        for suffix, layout in (("", extra), ("-hops", _merged(extra, HOPS))):
+            names = {f"spillway-named{suffix}": NAMED_MODEL, f"spillway-auto{suffix}": "auto"}
+            if not set(names) & set(args.paths):
+                continue
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="spillway-peers-")))
-            extra = json.loads(args.spillway_overrides) if args.spillway_overrides else {}
-            overrides = spillway_overrides(backend_v1, tmp / "state", extra)
+            overrides = spillway_overrides(backend_v1, tmp / "state", layout)
             service, proc = start_service(tmp, overrides, LOCAL_CONFIG)
             stack.callback(stop_service, proc)
-            for name, model in (("spillway-named", NAMED_MODEL), ("spillway-auto", "auto")):
-                if name in args.paths:
-                    peers.append(Peer(name, service.base_url, model, service.ledger_path))
+            for name, model in names.items():
+                peers.append(Peer(name, service.base_url, model, service.ledger_path))
         yield [p for p in peers if p.name in args.paths]
 
 
@@ -263,7 +288,11 @@ def _progress(segment: dict[str, Any]) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated subset")
+    parser.add_argument(
+        "--paths",
+        default=",".join(DEFAULT_PATHS),
+        help=f"comma-separated, from {', '.join(PATHS)} (default: the first four)",
+    )
     parser.add_argument("--rates", default="5,20,50", help="open-loop rates, requests/s")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds per open segment")
     parser.add_argument("--in-flight", type=int, default=64, help="open loop: most in flight")
@@ -286,7 +315,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--spillway-overrides",
-        help="JSON object of top-level config sections replacing local.yaml's (e.g. the router)",
+        help='JSON object merged into local.yaml\'s config, e.g. {"router": {"max_batch_size": 8}}',
     )
     parser.add_argument("--json-out", help="also write the report here")
     args = parser.parse_args(argv)
