@@ -188,8 +188,22 @@ def ledger_check(peers: list[Peer], segments: list[dict[str, Any]]) -> dict[str,
             "answered": len(ids),
             "rows": len(rows),
             "complete": len(rows) == len(ids),
+            # what the ingress timed (router, small, large, whole request), p50 / p99 ms
+            **{
+                f"{stage}_ms": [_r(percentile(times, q)) for q in (50, 99)]
+                for stage, times in _stage_times(rows.values()).items()
+            },
         }
     return checks
+
+
+def _stage_times(rows: Any) -> dict[str, list[float]]:
+    stages: dict[str, list[float]] = {"router": [], "small": [], "large": [], "total": []}
+    for row in rows:
+        for stage, value in zip(stages, row, strict=True):
+            if value is not None:
+                stages[stage].append(value)
+    return stages
 
 
 def summarize(segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
