@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import statistics
 import sys
 import tempfile
@@ -300,6 +301,10 @@ def _progress(segment: dict[str, Any]) -> None:
     )
 
 
+def _interrupted(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -343,6 +348,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    # SIGTERM (and SIGINT, which a background job ignores) unwind like an exception, so the
+    # backend, LiteLLM and Spillway's services started here are stopped on the way out.
+    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGINT, _interrupted)
     with started_peers(args) as peers:
         segments = rounds(peers, args)
         ledgers = ledger_check(peers, segments)
