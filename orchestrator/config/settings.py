@@ -227,7 +227,12 @@ class ModelSettings(Strict):
         "its deployment: 'deployment' or unset.",
     )
     price: TokenPrice = Field(description="What this model's tokens cost.")
-    num_cpus: float = Field(0.5, gt=0, description="CPUs reserved by each replica.")
+    num_cpus: float = Field(
+        0.5,
+        gt=0,
+        description="CPUs reserved by each replica (not for a remote model's client "
+        "placed in the ingress).",
+    )
     num_gpus: float = Field(
         0, ge=0, description="GPUs reserved by each replica (tensor_parallel_size on GPUs)."
     )
