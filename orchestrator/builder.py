@@ -11,13 +11,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
 from orchestrator.api.ingress import IngressReplica
 from orchestrator.api.parts import ReplicaParts
-from orchestrator.backends.router_local import LocalRouter
 from orchestrator.backends.seam import (
     Backends,
     ModelCalls,
@@ -35,6 +34,9 @@ from orchestrator.ledger import Ledger
 from orchestrator.query.admission import Admission, KeyTable
 from orchestrator.query.service import QueryService
 from orchestrator.query.trace import QueryRecorder
+
+if TYPE_CHECKING:  # loaded in the replica only when the router runs there
+    from orchestrator.backends.router_local import LocalRouter
 
 APP_NAME = "spillway"
 # Serve kills an ingress replica this long after asking it to stop: time for the requests in
@@ -155,6 +157,8 @@ def replica_backends(
     in-process router, if any, for live swaps."""
     local_router = None
     if router is None:
+        from orchestrator.backends.router_local import LocalRouter
+
         settings = config.router
         local_router = LocalRouter(
             settings.artifact, settings.max_batch_size, settings.batch_wait_timeout_s
