@@ -11,8 +11,12 @@ token gets a logprob, because the cascade decides on them:
   share of prompts (about `--escalate-share`) falls below the cascade's default 0.5 threshold
   and escalates, the same prompts every run.
 
-Serves `GET /v1/models` (the remote backend's health check) and non-streaming
-`POST /v1/chat/completions`; streams are refused with a 400 in OpenAI's error shape.
+Serves `GET /v1/models` (the remote backend's health check) and `POST /v1/chat/completions`,
+plain or streamed (server-sent events, with a final usage chunk when
+`stream_options.include_usage` is set). Answers are in OpenAI's wire format field for field
+(`created`, `top_logprobs` and `bytes` on every token), so strict clients such as LiteLLM's
+proxy accept them; tests/integration/test_instant_backend.py checks them against the `openai`
+package's own response types.
 
     python bench/instant_backend.py --port 8101
 """
@@ -45,32 +49,78 @@ def small_probability(prompt: str, escalate_share: float) -> float:
     return 0.3 if bucket < escalate_share else 0.9
 
 
-def completion(body: dict[str, Any], escalate_share: float) -> dict[str, Any]:
-    """The chat completion for a request body (already checked by `problem`)."""
+def _answer(body: dict[str, Any], escalate_share: float) -> tuple[tuple[str, ...], float, int]:
+    """The tokens, their logprob and the prompt's token count for a request body."""
     model = body["model"]
     prompt = " ".join(str(m.get("content", "")) for m in body["messages"])
     probability = 0.95 if model == LARGE_MODEL else small_probability(prompt, escalate_share)
     count = max(1, min(int(body.get("max_tokens") or 16), len(ANSWER_TOKENS)))
-    tokens = ANSWER_TOKENS[:count]
-    logprob = math.log(probability)
+    return ANSWER_TOKENS[:count], math.log(probability), max(1, len(prompt) // 4)
+
+
+def _finish_reason(tokens: tuple[str, ...]) -> str:
+    return "length" if len(tokens) < len(ANSWER_TOKENS) else "stop"
+
+
+def _token_logprob(token: str, logprob: float) -> dict[str, Any]:
+    """One entry of `logprobs.content` as OpenAI sends it (no alternatives asked: [])."""
+    return {"token": token, "logprob": logprob, "bytes": list(token.encode()), "top_logprobs": []}
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def completion(body: dict[str, Any], escalate_share: float) -> dict[str, Any]:
+    """The chat completion for a request body (already checked by `problem`)."""
+    tokens, logprob, prompt_tokens = _answer(body, escalate_share)
     return {
         "id": "chatcmpl-instant",
         "object": "chat.completion",
-        "model": model,
+        "created": int(time.time()),
+        "model": body["model"],
         "choices": [
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": "".join(tokens)},
-                "logprobs": {"content": [{"token": t, "logprob": logprob} for t in tokens]},
-                "finish_reason": "length" if count < len(ANSWER_TOKENS) else "stop",
+                "logprobs": {"content": [_token_logprob(t, logprob) for t in tokens]},
+                "finish_reason": _finish_reason(tokens),
             }
         ],
-        "usage": {
-            "prompt_tokens": max(1, len(prompt) // 4),
-            "completion_tokens": count,
-            "total_tokens": max(1, len(prompt) // 4) + count,
-        },
+        "usage": _usage(prompt_tokens, len(tokens)),
     }
+
+
+def chunks(body: dict[str, Any], escalate_share: float) -> list[dict[str, Any]]:
+    """The `chat.completion.chunk` objects of a streamed answer: the role, one token each,
+    the finish reason, and (with `stream_options.include_usage`) a usage chunk with no
+    choices; every chunk but the usage one has `usage: null`, as OpenAI sends them."""
+    tokens, logprob, prompt_tokens = _answer(body, escalate_share)
+    with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    head = {
+        "id": "chatcmpl-instant",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": body["model"],
+    }
+
+    def chunk(
+        delta: dict[str, Any], logprobs: dict[str, Any] | None = None, finish: str | None = None
+    ) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+        return head | {"choices": [choice]} | ({"usage": None} if with_usage else {})
+
+    out = [chunk({"role": "assistant", "content": ""})]
+    for token in tokens:
+        out.append(chunk({"content": token}, {"content": [_token_logprob(token, logprob)]}))
+    out.append(chunk({}, finish=_finish_reason(tokens)))
+    if with_usage:
+        out.append(head | {"choices": [], "usage": _usage(prompt_tokens, len(tokens))})
+    return out
 
 
 def problem(body: Any) -> str | None:
@@ -81,31 +131,44 @@ def problem(body: Any) -> str | None:
         return f"unknown model {body.get('model')!r}"
     if not isinstance(body.get("messages"), list) or not body["messages"]:
         return "messages must be a non-empty list"
-    if body.get("stream"):
-        return "this benchmark backend does not stream"
     return None
 
 
 def build_app(escalate_share: float) -> web.Application:
     async def models(_: web.Request) -> web.Response:
         names = (*SMALL_MODELS, LARGE_MODEL)
-        return web.json_response({"object": "list", "data": [{"id": n} for n in names]})
+        data = [
+            {"id": n, "object": "model", "created": 0, "owned_by": "spillway-bench"} for n in names
+        ]
+        return web.json_response({"object": "list", "data": data})
 
-    async def chat(request: web.Request) -> web.Response:
+    async def chat(request: web.Request) -> web.StreamResponse:
         try:
             body = json.loads(await request.read())
         except ValueError:
             body = None
         why = problem(body)
         if why is not None:
-            error = {"message": why, "type": "invalid_request_error", "code": None}
+            error = {"message": why, "type": "invalid_request_error", "param": None, "code": None}
             return web.json_response({"error": error}, status=400)
+        if body.get("stream"):
+            return await _stream(request, chunks(body, escalate_share))
         return web.json_response(completion(body, escalate_share))
 
     app = web.Application()
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/chat/completions", chat)
     return app
+
+
+async def _stream(request: web.Request, events: list[dict[str, Any]]) -> web.StreamResponse:
+    """Server-sent events, one chunk each, then `data: [DONE]`."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    payload = "".join(f"data: {json.dumps(event)}\n\n" for event in events)
+    await response.write((payload + "data: [DONE]\n\n").encode())
+    await response.write_eof()
+    return response
 
 
 def remote_configs(base_url: str) -> dict[str, dict[str, Any]]:

@@ -7,15 +7,13 @@ or --requests have been sent, whichever comes first. Then it reports:
 
 - throughput, client latency p50/p99, errors by status;
 - ledger completeness: every query id a response carried has its row (rows == requests);
-- Spillway's own overhead per request: client latency minus the backend time the ledger row
-  records (router + small + large, each measured at the ingress around its handle call), and
-  the ingress-internal part (latency_total minus the same backends).
+- "overhead": client latency minus the router, small and large times the ledger row records,
+  and the ingress-internal part; it subtracts time the client waits for (bench/peers.py).
 
 With --rate the load is open-loop instead: requests arrive at that rate (Poisson) whatever the
 answers do, the way independent users send them, so latency is measured at a known throughput
 below saturation rather than with every engine's queue full. --requests-csv writes one line per
-request (when sent, latency, backend and ingress times) to see when slow requests happened.
-The commands behind each result are in BENCHMARKS.md ("Sustained load"); `--help` lists options.
+request (when sent, latency, backend and ingress times). Commands: BENCHMARKS.md, `--help`.
 """
 
 from __future__ import annotations
@@ -28,6 +26,7 @@ import random
 import sqlite3
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,13 +75,13 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[rank - 1]
 
 
-def _chat_body(prompt: str) -> dict[str, Any]:
-    return {"model": "auto", "messages": [{"role": "user", "content": prompt}], "max_tokens": 8}
+def _chat_body(prompt: str, model: str = "auto") -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 8}
 
 
-async def _send(client: httpx.AsyncClient, i: int, result: LoadResult) -> None:
+async def _send(client: httpx.AsyncClient, i: int, result: LoadResult, model: str) -> None:
     """One chat completion (prompt `i` of PROMPTS, cycling), recorded in `result`."""
-    body = {**_chat_body(PROMPTS[i % len(PROMPTS)]), "temperature": 0}
+    body = {**_chat_body(PROMPTS[i % len(PROMPTS)], model), "temperature": 0}
     sent_at, started = time.monotonic(), time.perf_counter()
     try:
         response = await client.post("/v1/chat/completions", json=body)
@@ -94,23 +93,19 @@ async def _send(client: httpx.AsyncClient, i: int, result: LoadResult) -> None:
     result.outcomes.append(Outcome(response.status_code, elapsed, qid, sent_at))
 
 
-async def _worker(
-    client: httpx.AsyncClient, worker: int, stop_at: float, budget: list[int], result: LoadResult
-) -> None:
+Send = Callable[[int], Awaitable[None]]  # send request number i and record it
+
+
+async def _worker(send: Send, worker: int, stop_at: float, budget: list[int]) -> None:
     i = worker
     while time.monotonic() < stop_at and budget[0] > 0:
         budget[0] -= 1
-        await _send(client, i, result)
+        await send(i)
         i += 1
 
 
 async def _arrivals(
-    client: httpx.AsyncClient,
-    rate: float,
-    cap: int,
-    stop_at: float,
-    budget: list[int],
-    result: LoadResult,
+    send: Send, rate: float, cap: int, stop_at: float, budget: list[int], result: LoadResult
 ) -> None:
     """Open loop: requests arrive at `rate` per second (Poisson, seeded), whatever the answers
     do, with at most `cap` in flight; an arrival that finds `cap` in flight waits for a slot
@@ -122,7 +117,7 @@ async def _arrivals(
 
     async def one(index: int) -> None:
         try:
-            await _send(client, index, result)
+            await send(index)
         finally:
             slots.release()
 
@@ -179,9 +174,12 @@ async def run_load(
     max_requests: int,
     concurrency: int,
     rate: float | None = None,
+    model: str = "auto",
+    probe: bool = True,
 ) -> LoadResult:
     """Closed-loop load: `concurrency` workers, each sending its next request on an answer;
-    with `rate`, open-loop arrivals at that rate instead, at most `concurrency` in flight."""
+    with `rate`, open-loop arrivals at that rate instead, at most `concurrency` in flight.
+    Every request names `model`; `probe` also GETs /healthz twice a second (Spillway only)."""
     result = LoadResult()
     budget = [max_requests]
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -191,14 +189,19 @@ async def run_load(
     ) as client:
         started = time.monotonic()
         stop_at = started + duration_s
+
+        def send(i: int) -> Awaitable[None]:
+            return _send(client, i, result, model)
+
         if rate is None:
-            senders = [_worker(client, w, stop_at, budget, result) for w in range(concurrency)]
+            senders = [_worker(send, w, stop_at, budget) for w in range(concurrency)]
         else:
-            senders = [_arrivals(client, rate, concurrency, stop_at, budget, result)]
-        probe = asyncio.create_task(_probe(base_url, stop_at, result))
+            senders = [_arrivals(send, rate, concurrency, stop_at, budget, result)]
+        probing = asyncio.create_task(_probe(base_url, stop_at, result)) if probe else None
         await asyncio.gather(*senders)
         result.wall_s = time.monotonic() - started
-        probe.cancel()
+        if probing is not None:
+            probing.cancel()
     return result
 
 

@@ -27,10 +27,11 @@ def engines_bound_to(cores: str) -> dict[str, Any]:
     return {name: data[name] for name in ("small", "large")}
 
 
-def instant_models(base_url: str) -> dict[str, Any]:
-    """Overrides: local.yaml's small and large models (prices included), answered by the
-    instant server at `base_url` through the remote backend instead of vLLM engines."""
-    data = local_config_data()
+def instant_models(base_url: str, config: Path | None = None) -> dict[str, Any]:
+    """Overrides: a shipped config's small and large models (prices included; default
+    tiny.yaml's, which match local.yaml's), answered by the instant server at `base_url`
+    through the remote backend instead of vLLM engines."""
+    data = local_config_data() if config is None else local_config_data(config)
     remotes = instant_backend.remote_configs(base_url)
     overrides: dict[str, Any] = {}
     for name in ("small", "large"):

@@ -1,6 +1,8 @@
 """The one place that assembles Spillway.
 
-- `build_app(config)` binds the Serve deployments: Ingress -> Router, SmallLLM, LargeLLM.
+- `build_app(config)` binds the Serve deployments: Ingress -> Router, SmallLLM, LargeLLM; a
+  part placed in the ingress (`router.placement`, a remote model's `placement`) has no
+  deployment and each ingress replica holds it (`replica_backends`).
 - `build_replica(config, backends)` makes one ingress replica's objects (one ledger, one stats
   source, the key table, admission, the query service and the recorder) and hands them to the
   HTTP layer as `ReplicaParts`; `SpillwayIngress` is the deployment class that does so on
@@ -9,15 +11,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
 from orchestrator.api.ingress import IngressReplica
 from orchestrator.api.parts import ReplicaParts
-from orchestrator.backends.seam import Backends, handle_backends
+from orchestrator.backends.seam import (
+    Backends,
+    ModelCalls,
+    compose_backends,
+    model_handle_calls,
+    model_local_calls,
+    router_handle_calls,
+    router_local_calls,
+)
 from orchestrator.config import SpillwayConfig, load_config
-from orchestrator.config.settings import ModelSettings
+from orchestrator.config.settings import PLACEMENT_DEPLOYMENT, ModelSettings
 from orchestrator.dashboard import StatsSource
 from orchestrator.dashboard.stats_tenants import spend_reader
 from orchestrator.ledger import Ledger
@@ -25,41 +35,43 @@ from orchestrator.query.admission import Admission, KeyTable
 from orchestrator.query.service import QueryService
 from orchestrator.query.trace import QueryRecorder
 
+if TYPE_CHECKING:  # loaded in the replica only when the router runs there
+    from orchestrator.backends.router_local import LocalRouter
+
 APP_NAME = "spillway"
 # Serve kills an ingress replica this long after asking it to stop: time for the requests in
 # flight to finish (replica_http.DRAIN_S when the replica serves HTTP itself) and the ledger to
 # write their rows.
 INGRESS_SHUTDOWN_S = 40
+ROUTER_ARTIFACT_KEY = "router_artifact_path"  # the Ingress user_config key of a live swap
 
 
 def build_app(config: SpillwayConfig) -> Any:
-    """Ingress -> Router, Small LLM, Large LLM, composed with deployment handles.
+    """Ingress -> Router, Small LLM, Large LLM, composed with deployment handles; the parts
+    placed in the ingress get no deployment (None is bound in their place), and with the
+    router there the Ingress's user_config carries the artifact path for live swaps.
 
     Every replica asks for a fraction of a CPU: the vLLM engines do their own threading, and a
     replica asking for a whole core can starve the others on a 2-core machine.
     """
     from ray import serve
 
-    from orchestrator.backends.router import RouterDeployment
-
     logs = serve_logging(config)
-    router_settings = config.router
-    router = serve.deployment(  # type: ignore[attr-defined]
-        RouterDeployment,
-        name="Router",
-        logging_config=logs,
-        ray_actor_options={"num_cpus": router_settings.num_cpus},
-        user_config={"artifact_path": router_settings.artifact},
-        **router_settings.replicas.serve_options(),
-    ).bind(
-        router_settings.artifact,
-        max_batch_size=router_settings.max_batch_size,
-        batch_wait_timeout_s=router_settings.batch_wait_timeout_s,
-        difficulty_path=router_settings.difficulty_artifact,
-    )
+    router = None
+    if config.router.placement == PLACEMENT_DEPLOYMENT:
+        router = _router_deployment(serve, config, logs)
     # Only the small model's adapters are managed at run time (the adapter registry).
-    small = _model_deployment(serve, "SmallLLM", config.small, logs, config.server.state_dir)
-    large = _model_deployment(serve, "LargeLLM", config.large, logs)
+    small = None
+    if not config.small.in_ingress:
+        small = _model_deployment(serve, "SmallLLM", config.small, logs, config.server.state_dir)
+    large = (
+        None
+        if config.large.in_ingress
+        else _model_deployment(serve, "LargeLLM", config.large, logs)
+    )
+    swap: dict[str, Any] = {}
+    if router is None:
+        swap["user_config"] = {ROUTER_ARTIFACT_KEY: config.router.artifact}
     ingress: Any = serve.deployment(
         serve.ingress()(SpillwayIngress),
         name="Ingress",
@@ -67,9 +79,30 @@ def build_app(config: SpillwayConfig) -> Any:
         ray_actor_options={"num_cpus": config.server.ingress_num_cpus},
         max_ongoing_requests=256,
         graceful_shutdown_timeout_s=INGRESS_SHUTDOWN_S,
+        **swap,
         **_ingress_scaling(config),
     )
     return ingress.bind(config.model_dump(mode="json"), router, small, large)
+
+
+def _router_deployment(serve: Any, config: SpillwayConfig, logs: dict[str, Any]) -> Any:
+    """The Router deployment (`router.placement: deployment`), swapped via its user_config."""
+    from orchestrator.backends.router import RouterDeployment
+
+    settings = config.router
+    return serve.deployment(
+        RouterDeployment,
+        name="Router",
+        logging_config=logs,
+        ray_actor_options={"num_cpus": settings.num_cpus},
+        user_config={"artifact_path": settings.artifact},
+        **settings.replicas.serve_options(),
+    ).bind(
+        settings.artifact,
+        max_batch_size=settings.max_batch_size,
+        batch_wait_timeout_s=settings.batch_wait_timeout_s,
+        difficulty_path=settings.difficulty_artifact,
+    )
 
 
 def serve_logging(config: SpillwayConfig) -> dict[str, Any]:
@@ -130,6 +163,41 @@ def app_builder(args: dict[str, Any]) -> Any:
     return build_app(load_config(args["config"]))
 
 
+def replica_backends(
+    config: SpillwayConfig, router: Any, small: Any, large: Any
+) -> tuple[Backends, LocalRouter | None]:
+    """One ingress replica's backends: a deployment handle where one was bound, else the part
+    in this process (the router loaded here; a remote model's HTTP client). Also returns the
+    in-process router, if any, for live swaps."""
+    local_router = None
+    if router is None:
+        from orchestrator.backends.router_local import LocalRouter
+
+        settings = config.router
+        local_router = LocalRouter(
+            settings.artifact,
+            settings.max_batch_size,
+            settings.batch_wait_timeout_s,
+            difficulty_path=settings.difficulty_artifact,
+        )
+    router_calls = (
+        router_handle_calls(router) if local_router is None else router_local_calls(local_router)
+    )
+    backends = compose_backends(
+        router_calls, _model_calls(config.small, small), _model_calls(config.large, large)
+    )
+    return backends, local_router
+
+
+def _model_calls(settings: ModelSettings, handle: Any) -> ModelCalls:
+    if handle is not None:
+        return model_handle_calls(handle)
+    from orchestrator.backends.remote import RemoteLLMDeployment
+
+    assert settings.remote is not None  # only remote models are placed in the ingress
+    return model_local_calls(RemoteLLMDeployment(settings.remote))
+
+
 def build_replica(config: SpillwayConfig, backends: Backends) -> ReplicaParts:
     """One ingress replica's objects, with a started ledger that keeps serving through a
     database outage (rows spool to the state directory until it is back) and, with
@@ -162,7 +230,7 @@ def assemble_replica(config: SpillwayConfig, backends: Backends, ledger: Ledger)
 
 class SpillwayIngress:
     """The Serve ingress deployment: one `IngressReplica` over `build_replica`'s parts, with
-    handles to the router and both models.
+    handles to the router and both models, or (None bound) those parts in this replica.
 
     `build_app` wraps it with `serve.ingress()` and `serve.deployment`; the FastAPI app is
     built on the replica (`__serve_build_asgi_app__`), so nothing is pickled but the config.
@@ -172,8 +240,16 @@ class SpillwayIngress:
 
     def __init__(self, config_data: dict[str, Any], router: Any, small: Any, large: Any):
         config = SpillwayConfig.model_validate(config_data)
-        parts = build_replica(config, handle_backends(router, small, large))
-        self._replica = IngressReplica(parts)
+        backends, self._router = replica_backends(config, router, small, large)
+        self._replica = IngressReplica(build_replica(config, backends))
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Serve calls this with the Ingress deployment's user_config (at start and on each
+        change): a new `router_artifact_path` is loaded, validated and swapped in (a bad one
+        raises and the current one stays; Serve reports the failed update)."""
+        path = user_config.get(ROUTER_ARTIFACT_KEY)
+        if path is not None and self._router is not None:
+            await self._router.swap(str(path))
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """Called by Serve on the replica's event loop, after the constructor."""

@@ -34,12 +34,15 @@ class ReplicaParts:
         return self.keys.tenant(bearer_key(request))
 
     def close(self) -> None:
-        """Close what the replica opened: the ledger (its queued rows are written) and the
-        stats source's database engine."""
+        """Close what the replica opened: the ledger (its queued rows are written), the stats
+        source's database engine and the backends held in process (router thread, clients)."""
         try:
             self.ledger.close()
         finally:
             self.stats.close()
+            close_backends = self.service.backends.close
+            if close_backends is not None:
+                close_backends()
 
 
 def bearer_key(request: Request) -> str:

@@ -21,7 +21,13 @@ from typing import Any
 from orchestrator.backends.types import RouteResult
 from router_training.artifact import ArtifactError, LoadedRouter, RoutePrediction, load_router
 
-__all__ = ["DifficultyScorer", "RouteResult", "RouterDeployment", "load_difficulty"]
+__all__ = [
+    "DifficultyScorer",
+    "RouteResult",
+    "RouterDeployment",
+    "load_difficulty",
+    "with_difficulty",
+]
 
 log = logging.getLogger("spillway.router")
 
@@ -88,13 +94,9 @@ class RouterDeployment:
             predictions = router.predict(texts)
         else:
             predictions = await loop.run_in_executor(None, router.predict, texts)
-        results = [route_result(p, router.version) for p in predictions]
-        if self._difficulty is None:
-            return results
-        scores = self._difficulty.small_enough(texts)
-        return [
-            replace(r, small_enough_probability=s) for r, s in zip(results, scores, strict=True)
-        ]
+        return with_difficulty(
+            [route_result(p, router.version) for p in predictions], texts, self._difficulty
+        )
 
 
 def _make_batcher(
@@ -185,6 +187,16 @@ class DifficultyScorer:
     def small_enough(self, texts: list[str]) -> list[float]:
         probabilities = self._router.probabilities(texts)
         return [float(p) for p in probabilities[:, self._column]]
+
+
+def with_difficulty(
+    results: list[RouteResult], texts: list[str], scorer: DifficultyScorer | None
+) -> list[RouteResult]:
+    """`results` with the scorer's P(small is enough) for each text (unchanged without one)."""
+    if scorer is None:
+        return results
+    scores = scorer.small_enough(texts)
+    return [replace(r, small_enough_probability=s) for r, s in zip(results, scores, strict=True)]
 
 
 def load_difficulty(path: str) -> DifficultyScorer:

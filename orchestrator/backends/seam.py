@@ -1,8 +1,11 @@
 """`Backends`: how the query path reaches the router and the two models.
 
 The query path (`orchestrator.query`) calls these five functions and nothing else of a backend,
-so it runs the same over Serve deployment handles (`handle_backends`, used by the builder) and
-over in-process objects in tests. Each returns the same types in both cases.
+so it runs the same over Serve deployment handles and over objects in the ingress replica's own
+process: the router (`router.placement: ingress`) and remote model servers' HTTP clients
+(`placement: ingress` of a remote model) run there, with no deployment hop. The builder picks
+each part (`RouterCalls`, `ModelCalls`) and `compose_backends` joins them; tests pass in-process
+objects. Each returns the same types in both cases.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.backends.types import (
     GenerationRequest,
@@ -19,7 +22,22 @@ from orchestrator.backends.types import (
     StreamDelta,
 )
 
-__all__ = ["Backends", "ReadyCheck", "handle_backends"]
+if TYPE_CHECKING:  # the query path imports this module: it needs neither at run time
+    from orchestrator.backends.remote import RemoteLLMDeployment
+    from orchestrator.backends.router_local import LocalRouter
+
+__all__ = [
+    "Backends",
+    "ModelCalls",
+    "ReadyCheck",
+    "RouterCalls",
+    "compose_backends",
+    "handle_backends",
+    "model_handle_calls",
+    "model_local_calls",
+    "router_handle_calls",
+    "router_local_calls",
+]
 
 ReadyCheck = Callable[[], Awaitable[dict[str, str]]]
 """Raises when a backend cannot answer; else facts for /readyz (the router's version)."""
@@ -35,46 +53,107 @@ class Backends:
     large_generate: Callable[[GenerationRequest], Awaitable[GenerationResult]]
     large_stream: Callable[[GenerationRequest], AsyncIterator[StreamDelta]]
     ready: ReadyCheck | None = None
+    close: Callable[[], None] | None = None  # what the replica holds in process (clients)
     # The small deployment re-reads the adapter registry and loads the serving versions now
     # (the admin API calls it after a change); returns what it serves. None: not supported.
     small_sync_adapters: Callable[[], Awaitable[dict[str, Any]]] | None = None
 
 
-def handle_backends(router: Any, small: Any, large: Any) -> Backends:
-    """The five calls of `Backends` (and the readiness check) as deployment-handle calls.
+@dataclass(frozen=True)
+class RouterCalls:
+    """The router, wherever it runs: a deployment handle or an object in this process."""
 
-    The handles are Serve's `DeploymentHandle`s, untyped here because their methods are
-    resolved at run time."""
+    route: Callable[[str], Awaitable[RouteResult]]
+    info: Callable[[], Awaitable[dict[str, Any]]]
+    close: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
+class ModelCalls:
+    """One model, wherever its client runs: a deployment handle or an object in this process."""
+
+    generate: Callable[[GenerationRequest], Awaitable[GenerationResult]]
+    stream: Callable[[GenerationRequest], AsyncIterator[StreamDelta]]
+    check_health: Callable[[], Awaitable[None]]
+    close: Callable[[], None] | None = None
+    # A vLLM deployment re-reads the adapter registry and loads the serving versions now;
+    # returns what it serves. None: the model has no run-time adapters here.
+    sync_adapters: Callable[[], Awaitable[dict[str, Any]]] | None = None
+
+
+def router_handle_calls(router: Any) -> RouterCalls:
+    """The Router deployment's handle (Serve's `DeploymentHandle`, untyped: its methods are
+    resolved at run time)."""
 
     async def route(text: str) -> RouteResult:
         result: RouteResult = await router.route.remote(text)
         return result
 
-    async def small_generate(request: GenerationRequest) -> GenerationResult:
-        result: GenerationResult = await small.generate.remote(request)
+    async def info() -> dict[str, Any]:
+        found: dict[str, Any] = await router.info.remote()
+        return found
+
+    return RouterCalls(route, info)
+
+
+def router_local_calls(router: LocalRouter) -> RouterCalls:
+    """A router loaded in this process (`router.placement: ingress`)."""
+    return RouterCalls(router.route, router.info, router.close)
+
+
+def model_handle_calls(model: Any) -> ModelCalls:
+    """A model deployment's handle (vLLM engine, or the remote client in its own replica)."""
+
+    async def generate(request: GenerationRequest) -> GenerationResult:
+        result: GenerationResult = await model.generate.remote(request)
         return result
 
-    async def large_generate(request: GenerationRequest) -> GenerationResult:
-        result: GenerationResult = await large.generate.remote(request)
-        return result
+    def stream(request: GenerationRequest) -> AsyncIterator[StreamDelta]:
+        return model.options(stream=True).stream.remote(request)  # type: ignore[no-any-return]
 
-    def small_stream(request: GenerationRequest) -> AsyncIterator[StreamDelta]:
-        return small.options(stream=True).stream.remote(request)  # type: ignore[no-any-return]
+    async def check_health() -> None:
+        await model.check_health.remote()
 
-    def large_stream(request: GenerationRequest) -> AsyncIterator[StreamDelta]:
-        return large.options(stream=True).stream.remote(request)  # type: ignore[no-any-return]
+    async def sync_adapters() -> dict[str, Any]:
+        served: dict[str, Any] = await model.sync_adapters.remote(True)
+        return served
+
+    return ModelCalls(generate, stream, check_health, sync_adapters=sync_adapters)
+
+
+def model_local_calls(model: RemoteLLMDeployment) -> ModelCalls:
+    """A remote OpenAI-compatible server called from this process (its HTTP client here)."""
+    return ModelCalls(model.generate, model.stream, model.check_health, model.shutdown)
+
+
+def compose_backends(router: RouterCalls, small: ModelCalls, large: ModelCalls) -> Backends:
+    """The five calls of `Backends`, the readiness check and the closing of what runs here."""
 
     async def ready() -> dict[str, str]:
         router_info, _, _ = await asyncio.gather(
-            router.info.remote(), small.check_health.remote(), large.check_health.remote()
+            router.info(), small.check_health(), large.check_health()
         )
         return {"router_version": router_info["artifact_version"]}
 
-    async def small_sync_adapters() -> dict[str, Any]:
-        served: dict[str, Any] = await small.sync_adapters.remote(True)
-        return served
+    def close() -> None:
+        for part in (router, small, large):
+            if part.close is not None:
+                part.close()
 
     return Backends(
-        route, small_generate, small_stream, large_generate, large_stream, ready,
-        small_sync_adapters,
-    )  # fmt: skip
+        router.route,
+        small.generate,
+        small.stream,
+        large.generate,
+        large.stream,
+        ready,
+        close,
+        small.sync_adapters,
+    )
+
+
+def handle_backends(router: Any, small: Any, large: Any) -> Backends:
+    """Every backend through its deployment handle."""
+    return compose_backends(
+        router_handle_calls(router), model_handle_calls(small), model_handle_calls(large)
+    )

@@ -161,6 +161,11 @@ class CallSettings(Strict):
     )
 
 
+Placement = Literal["ingress", "deployment"]
+PLACEMENT_INGRESS: Placement = "ingress"
+PLACEMENT_DEPLOYMENT: Placement = "deployment"
+
+
 def _router_calls() -> CallSettings:
     return CallSettings(timeout_s=10.0, retries=1, backoff_s=0.1)
 
@@ -184,13 +189,26 @@ class RouterSettings(Strict):
         "`true` is compared with each route's `cascade.*.skip_below` before generation: below "
         "it, the query goes straight to the large model (reason `predicted_hard`).",
     )
-    num_cpus: float = Field(0.25, gt=0, description="CPUs reserved by each router replica.")
+    placement: Placement = Field(
+        PLACEMENT_INGRESS,
+        description="Where the router runs. 'ingress' (default): loaded in each ingress "
+        "replica, no deployment hop (the shipped MiniLM router answers in 0.2-5 ms there, "
+        "the hop alone cost about 5 ms p50 / 11 ms p99; BENCHMARKS.md); queries arriving while "
+        "a batch is predicted form the next batch; a new artifact is swapped in through the "
+        "Ingress deployment's user_config (router_artifact_path). 'deployment': a Router "
+        "deployment of its own (num_cpus, replicas), swapped through its user_config "
+        "(artifact_path); for encoders heavy enough to want their own replicas or a GPU.",
+    )
+    num_cpus: float = Field(
+        0.25, gt=0, description="CPUs reserved by each router replica (placement: deployment)."
+    )
     max_batch_size: int = Field(32, ge=1, description="Largest batch of queries routed at once.")
     batch_wait_timeout_s: float = Field(
         0.005, ge=0, description="How long the router waits to fill a batch, in seconds."
     )
     replicas: ReplicaSettings = Field(
-        default_factory=ReplicaSettings, description="Replica count or autoscaling."
+        default_factory=ReplicaSettings,
+        description="Replica count or autoscaling (placement: deployment).",
     )
     calls: CallSettings = Field(
         default_factory=_router_calls,
@@ -208,8 +226,20 @@ class ModelSettings(Strict):
         description="An OpenAI-compatible server already running this model; exactly one of "
         "engine and remote.",
     )
+    placement: Placement | None = Field(
+        None,
+        description="Where this model's client runs. With remote, 'ingress' (the default): "
+        "each ingress replica calls the server itself, no deployment hop; 'deployment': a "
+        "Serve deployment of its own (num_cpus, replicas) calls it. An engine always runs in "
+        "its deployment: 'deployment' or unset.",
+    )
     price: TokenPrice = Field(description="What this model's tokens cost.")
-    num_cpus: float = Field(0.5, gt=0, description="CPUs reserved by each replica.")
+    num_cpus: float = Field(
+        0.5,
+        gt=0,
+        description="CPUs reserved by each replica (not for a remote model's client "
+        "placed in the ingress).",
+    )
     num_gpus: float = Field(
         0, ge=0, description="GPUs reserved by each replica (tensor_parallel_size on GPUs)."
     )
@@ -232,7 +262,16 @@ class ModelSettings(Strict):
         engine = self.engine
         if engine is not None and self.num_gpus and self.num_gpus < engine.tensor_parallel_size:
             raise ValueError("num_gpus must be at least engine.tensor_parallel_size")
+        if engine is not None and self.placement == PLACEMENT_INGRESS:
+            raise ValueError(
+                "placement: 'ingress' is for a remote model; an engine runs in its deployment"
+            )
         return self
+
+    @property
+    def in_ingress(self) -> bool:
+        """Whether the ingress replicas call this model themselves (a remote model's client)."""
+        return self.remote is not None and self.placement != PLACEMENT_DEPLOYMENT
 
     @property
     def served_name(self) -> str:

@@ -112,6 +112,9 @@ def _write_config(tmp: Path, db_url: str) -> tuple[Path, str]:
     data = yaml.safe_load(path.read_text())
     data["ledger"] = {"url": db_url, "spool_file": str(tmp / "ledger-spool.jsonl")}
     data["server"]["request_timeout_s"] = 80
+    # The Router as a deployment of its own (production.yaml's placement), so that its replica
+    # can be killed; with the default placement it lives and dies with the ingress replica.
+    data["router"]["placement"] = "deployment"
     for model, calls in CALLS.items():
         data[model]["calls"] = calls
     path.write_text(yaml.safe_dump(data))

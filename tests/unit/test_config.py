@@ -155,3 +155,25 @@ def test_serve_host_and_port_options_reach_the_config() -> None:
     assert (moved.server.host, moved.server.port) == (config.server.host, 8123)
     assert with_address(config, "0.0.0.0", None).server.host == "0.0.0.0"
     assert with_address(config, None, None) is config
+
+
+def test_placements_default_to_the_ingress_and_an_engine_stays_in_its_deployment() -> None:
+    config = validate_config_dict(copy.deepcopy(CONFIG))
+    assert config.router.placement == "ingress"
+    assert not config.small.in_ingress  # an engine: its own deployment
+    data = copy.deepcopy(CONFIG)
+    data["large"] = {
+        "remote": {"base_url": "http://127.0.0.1:9/v1", "served_name": "big"},
+        "price": data["large"]["price"],
+    }
+    assert validate_config_dict(data).large.in_ingress  # a remote model: called from the ingress
+    data["large"]["placement"] = "deployment"
+    assert not validate_config_dict(data).large.in_ingress
+    data["small"]["placement"] = "ingress"
+    with pytest.raises(ConfigError) as caught:
+        validate_config_dict(data)
+    assert "small:" in str(caught.value) and "placement: 'ingress' is for a remote model" in str(
+        caught.value
+    )
+    production = load_config(REPO / "serve_config" / "production.yaml")
+    assert production.router.placement == "deployment"  # the Router of kuberay/rayservice.yaml

@@ -91,26 +91,6 @@ def test_constructor_validates_eagerly(tmp_path: Path) -> None:
         RouterDeployment(str(tmp_path / "missing"))
 
 
-@pytest.fixture(scope="module")
-def difficulty_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A scorer on true/false labels: here code queries are the ones 'too hard'."""
-    import json
-
-    base = tmp_path_factory.mktemp("difficulty")
-    rows = [json.loads(line) for line in DOMAINS_SAMPLE.read_text().splitlines()]
-    data = base / "outcomes.jsonl"
-    data.write_text(
-        "".join(
-            json.dumps({"text": r["text"], "small_correct": r["label"] != "code"}) + "\n"
-            for r in rows
-        )
-    )
-    report = train_router(
-        data, base / "scorer", kind="tfidf", label_field="small_correct", progress=False
-    )
-    return Path(report.artifact)
-
-
 def test_difficulty_scorer_adds_small_enough_probability(
     artifacts: tuple[Path, Path], difficulty_artifact: Path
 ) -> None:
