@@ -27,6 +27,11 @@ def engines_bound_to(cores: str) -> dict[str, Any]:
     return {name: data[name] for name in ("small", "large")}
 
 
+# What a remote model's client placed in the ingress keeps of a shipped model section (it has
+# no engine and no deployment: num_cpus, replicas and the like would be refused).
+KEPT_MODEL_KEYS = ("price", "calls")
+
+
 def instant_models(base_url: str, config: Path | None = None) -> dict[str, Any]:
     """Overrides: a shipped config's small and large models (prices included; default
     tiny.yaml's, which match local.yaml's), answered by the instant server at `base_url`
@@ -35,9 +40,8 @@ def instant_models(base_url: str, config: Path | None = None) -> dict[str, Any]:
     remotes = instant_backend.remote_configs(base_url)
     overrides: dict[str, Any] = {}
     for name in ("small", "large"):
-        section = data[name]
-        del section["engine"]
-        overrides[name] = section | {"num_cpus": 0.25, "remote": remotes[name]}  # no engine
+        section = {key: value for key, value in data[name].items() if key in KEPT_MODEL_KEYS}
+        overrides[name] = section | {"remote": remotes[name]}  # no engine: a client in the ingress
     return overrides
 
 

@@ -62,8 +62,8 @@ PATHS = (
 DEFAULT_PATHS = PATHS[:4]
 HOPS = {  # every part in a deployment of its own
     "router": {"placement": "deployment"},
-    "small": {"placement": "deployment"},
-    "large": {"placement": "deployment"},
+    "small": {"placement": "deployment", "num_cpus": 0.25},
+    "large": {"placement": "deployment", "num_cpus": 0.25},
 }
 NAMED_MODEL = instant_backend.LARGE_MODEL
 

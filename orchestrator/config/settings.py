@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from cascade.pricing import TokenPrice
 from orchestrator.config.base import Strict
@@ -216,6 +216,29 @@ class RouterSettings(Strict):
         "answers (fault 'router').",
     )
 
+    @model_validator(mode="after")
+    def _placed_settings(self) -> RouterSettings:
+        if self.placement == PLACEMENT_INGRESS:
+            _refuse_deployment_fields(self, ("num_cpus", "replicas"))
+        return self
+
+
+def _refuse_deployment_fields(settings: BaseModel, names: tuple[str, ...]) -> None:
+    """A part placed in the ingress has no deployment: its deployment's settings would do
+    nothing, so one set to anything but its default is an error that names it. (Compared with
+    the default, not `model_fields_set`: the replicas get the config as a full dump.)"""
+    fields = type(settings).model_fields
+    given = [
+        name
+        for name in names
+        if getattr(settings, name) != fields[name].get_default(call_default_factory=True)
+    ]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)}: only for placement 'deployment' (placed in the ingress, "
+            "this part has no replicas of its own); remove it or set placement: deployment"
+        )
+
 
 class ModelSettings(Strict):
     engine: VLLMEngineConfig | None = Field(
@@ -266,6 +289,8 @@ class ModelSettings(Strict):
             raise ValueError(
                 "placement: 'ingress' is for a remote model; an engine runs in its deployment"
             )
+        if self.in_ingress:
+            _refuse_deployment_fields(self, ("num_cpus", "num_gpus", "resources", "replicas"))
         return self
 
     @property

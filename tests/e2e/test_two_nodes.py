@@ -128,7 +128,7 @@ def cluster() -> Iterator[Cluster]:
 def _config(tmp: Path, backend_url: str, db_url: str, port: int) -> Path:
     models = instant_models(backend_url)
     for name in ("small", "large"):  # deployments of their own, to place on a node each
-        models[name]["placement"] = "deployment"
+        models[name] |= {"placement": "deployment", "num_cpus": 0.25}
     models["small"]["resources"] = {"worker": 0.01}  # the small model lives on the worker
     models["large"]["resources"] = {"head": 0.01}
     server = local_config_data()["server"] | {

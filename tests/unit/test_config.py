@@ -177,3 +177,19 @@ def test_placements_default_to_the_ingress_and_an_engine_stays_in_its_deployment
     )
     production = load_config(REPO / "serve_config" / "production.yaml")
     assert production.router.placement == "deployment"  # the Router of kuberay/rayservice.yaml
+
+
+def test_deployment_settings_of_a_part_placed_in_the_ingress_are_refused() -> None:
+    """Placed in the ingress, the router and a remote model have no replicas of their own:
+    their num_cpus/replicas would do nothing, so the config names them as errors."""
+    data = yaml.safe_load((REPO / "serve_config" / "remote.yaml").read_text())
+    data["router"]["num_cpus"] = 1
+    with pytest.raises(ConfigError, match="num_cpus: only for placement 'deployment'"):
+        validate_config_dict(data)
+    data["router"]["placement"] = "deployment"
+    assert validate_config_dict(data).router.num_cpus == 1
+    data["large"]["replicas"] = {"num_replicas": 2}
+    with pytest.raises(ConfigError, match="replicas: only for placement 'deployment'"):
+        validate_config_dict(data)
+    data["large"]["placement"] = "deployment"
+    assert validate_config_dict(data).large.replicas.num_replicas == 2
