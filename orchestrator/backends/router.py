@@ -25,6 +25,7 @@ __all__ = [
     "DifficultyScorer",
     "RouteResult",
     "RouterDeployment",
+    "check_batching",
     "load_difficulty",
     "with_difficulty",
 ]
@@ -42,10 +43,7 @@ class RouterDeployment:
         batch_wait_timeout_s: float = 0.005,
         difficulty_path: str | None = None,
     ) -> None:
-        if max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
-        if batch_wait_timeout_s < 0:
-            raise ValueError(f"batch_wait_timeout_s must be >= 0, got {batch_wait_timeout_s}")
+        check_batching(max_batch_size, batch_wait_timeout_s)
         self._router: LoadedRouter = load_router(artifact_path)
         self._artifact_path = str(artifact_path)
         self._difficulty = None if difficulty_path is None else load_difficulty(difficulty_path)
@@ -187,6 +185,14 @@ class DifficultyScorer:
     def small_enough(self, texts: list[str]) -> list[float]:
         probabilities = self._router.probabilities(texts)
         return [float(p) for p in probabilities[:, self._column]]
+
+
+def check_batching(max_batch_size: int, batch_wait_timeout_s: float) -> None:
+    """Both router placements refuse the same impossible batching settings."""
+    if max_batch_size < 1:
+        raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+    if batch_wait_timeout_s < 0:
+        raise ValueError(f"batch_wait_timeout_s must be >= 0, got {batch_wait_timeout_s}")
 
 
 def with_difficulty(

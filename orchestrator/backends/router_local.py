@@ -20,6 +20,7 @@ from typing import Any
 
 from orchestrator.backends.router import (
     DifficultyScorer,
+    check_batching,
     load_difficulty,
     route_result,
     with_difficulty,
@@ -42,10 +43,7 @@ class LocalRouter:
         batch_wait_timeout_s: float = 0.0,
         difficulty_path: str | None = None,
     ) -> None:
-        if max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
-        if batch_wait_timeout_s < 0:
-            raise ValueError(f"batch_wait_timeout_s must be >= 0, got {batch_wait_timeout_s}")
+        check_batching(max_batch_size, batch_wait_timeout_s)
         self._router: LoadedRouter = load_router(artifact_path)
         self._artifact_path = str(artifact_path)
         # P(small is enough) for the cascade's skip_below (router.difficulty_artifact)
