@@ -179,3 +179,68 @@ def test_bad_user_config_raises_and_changes_nothing(replica: Any) -> None:
     assert raised.value.errors()[0]["loc"] == ("routes", "legal", "threshold")
     assert client.get(API, headers=ADMIN).json()["version"] == 1
     assert _escalated(client) is True
+
+
+@contextmanager
+def _served(client_and_parts: tuple[TestClient, ReplicaParts]) -> Iterator[str]:
+    """The replica's app over real HTTP on 127.0.0.1 (uvicorn in a thread), for the CLI."""
+    import threading
+
+    import uvicorn
+
+    from tests.e2e.conftest import free_port
+
+    port = free_port()
+    app = client_and_parts[0].app
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            thread.join(0.05)
+        assert server.started, "uvicorn did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def _calibrate(out: Path, *extra: str) -> Any:
+    from click.testing import CliRunner
+
+    from orchestrator.cli import main
+    from tests.integration.test_cascade_cli import _synthetic, _write
+
+    outcomes = _write(out.parent / "outcomes.jsonl", _synthetic())
+    args = ["cascade", "calibrate", "--outcomes", str(outcomes), "--target", "quality=0.9"]
+    env: dict[str, str | None] = {"SPILLWAY_API_KEY": None}  # only the keys given here
+    return CliRunner().invoke(
+        main, [*args, "--out", str(out), *extra], env=env, catch_exceptions=False
+    )
+
+
+def test_calibrate_apply_puts_the_new_policy_in_force(replica: Any, tmp_path: Path) -> None:
+    import yaml
+
+    client, _ = replica
+    out = tmp_path / "thresholds.yaml"
+    with _served(replica) as url:
+        result = _calibrate(out, "--apply", url, "--api-key", "key-admin")
+    assert result.exit_code == 0, result.output
+    now = client.get(API, headers=ADMIN).json()
+    assert now["source"] == "admin_api" and now["version"] == 2
+    assert now["policy"] == yaml.safe_load(out.read_text())["policy"]
+    assert f"applied to {url}: policy version 2" in result.output
+
+
+def test_calibrate_apply_refusals_leave_the_policy(replica: Any, tmp_path: Path) -> None:
+    client, _ = replica
+    out = tmp_path / "thresholds.yaml"
+    no_key = _calibrate(out, "--apply", "http://127.0.0.1:9")
+    assert no_key.exit_code == 2 and "--api-key" in no_key.output and not out.exists()
+    with _served(replica) as url:
+        denied = _calibrate(out, "--apply", url, "--api-key", "key-acme")
+    assert denied.exit_code == 1 and "403" in denied.output and out.exists()
+    assert client.get(API, headers=ADMIN).json()["version"] == 1
