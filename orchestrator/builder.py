@@ -26,12 +26,13 @@ from orchestrator.backends.seam import (
     router_handle_calls,
     router_local_calls,
 )
-from orchestrator.config import SpillwayConfig, load_config
+from orchestrator.config import SpillwayConfig, load_config, validate_cascade
 from orchestrator.config.settings import PLACEMENT_DEPLOYMENT, ModelSettings
 from orchestrator.dashboard import StatsSource
 from orchestrator.dashboard.stats_tenants import spend_reader
 from orchestrator.ledger import Ledger
 from orchestrator.query.admission import Admission, KeyTable
+from orchestrator.query.live_policy import SOURCE_USER_CONFIG
 from orchestrator.query.service import QueryService
 from orchestrator.query.trace import QueryRecorder
 
@@ -44,6 +45,7 @@ APP_NAME = "spillway"
 # write their rows.
 INGRESS_SHUTDOWN_S = 40
 ROUTER_ARTIFACT_KEY = "router_artifact_path"  # the Ingress user_config key of a live swap
+CASCADE_KEY = "cascade"  # the Ingress user_config key of a replacement cascade policy
 
 
 def build_app(config: SpillwayConfig) -> Any:
@@ -228,6 +230,20 @@ def assemble_replica(config: SpillwayConfig, backends: Backends, ledger: Ledger)
     )
 
 
+async def apply_user_config(
+    parts: ReplicaParts, router: LocalRouter | None, user_config: dict[str, Any]
+) -> None:
+    """The Ingress user_config on one replica's parts: validate all, then swap (see
+    `SpillwayIngress.reconfigure`)."""
+    cascade = user_config.get(CASCADE_KEY)
+    policy = None if cascade is None else validate_cascade(cascade, parts.config.router)
+    path = user_config.get(ROUTER_ARTIFACT_KEY)
+    if path is not None and router is not None:
+        await router.swap(str(path))
+    if policy is not None:
+        parts.service.live_policy.replace(policy, SOURCE_USER_CONFIG)
+
+
 class SpillwayIngress:
     """The Serve ingress deployment: one `IngressReplica` over `build_replica`'s parts, with
     handles to the router and both models, or (None bound) those parts in this replica.
@@ -245,11 +261,12 @@ class SpillwayIngress:
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Serve calls this with the Ingress deployment's user_config (at start and on each
-        change): a new `router_artifact_path` is loaded, validated and swapped in (a bad one
-        raises and the current one stays; Serve reports the failed update)."""
-        path = user_config.get(ROUTER_ARTIFACT_KEY)
-        if path is not None and self._router is not None:
-            await self._router.swap(str(path))
+        change), on every replica; nothing restarts. A new `router_artifact_path` is loaded,
+        validated and swapped in; a `cascade` section is validated as the config's and then
+        replaces the policy in force (`orchestrator.query.live_policy`). Anything bad raises
+        before either changes, the current ones stay and Serve reports the failed update.
+        Without a `cascade` key the policy in force stays (the config's, or the last one)."""
+        await apply_user_config(self._replica.parts, self._router, user_config)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """Called by Serve on the replica's event loop, after the constructor."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from orchestrator.api.admin import admin_router
+from orchestrator.api.admin_cascade import cascade_admin_router
 from orchestrator.api.chat import chat_router
 from orchestrator.api.errors import install_error_handlers
 from orchestrator.api.openapi import install_openapi
@@ -22,8 +23,9 @@ def create_app(parts: ReplicaParts) -> FastAPI:
     app = FastAPI(title="Spillway", version="0.1.0", docs_url=None, redoc_url=None)
     install_openapi(app)
     install_error_handlers(app)
+    live = parts.service.live_policy
     app.include_router(
-        dashboard_router(parts.stats, authorize=parts.authenticate, policy=parts.config.cascade)
+        dashboard_router(parts.stats, authorize=parts.authenticate, policy=lambda: live.policy)
     )
     app.include_router(
         tenants_router(parts.stats, parts.config.tenants, authorize=parts.authenticate)
@@ -31,4 +33,5 @@ def create_app(parts: ReplicaParts) -> FastAPI:
     app.include_router(service_router(parts))
     app.include_router(chat_router(parts))
     app.include_router(admin_router(parts))
+    app.include_router(cascade_admin_router(parts))
     return app

@@ -14,8 +14,10 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
 
+from cascade.policy import CascadePolicy
 from orchestrator.api.admin import PREFIX as ADMIN_PREFIX
 from orchestrator.api.admin import AddAdapter, Canary, Promote
+from orchestrator.api.admin_cascade import CASCADE_PATH
 from orchestrator.query.request import ChatCompletionRequest, FeedbackRequest
 
 REF = "#/components/schemas/{model}"
@@ -25,7 +27,7 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 ERROR_TEXT = {
     400: "Invalid request: bad JSON, a field out of range, an unknown field.",
     401: "Missing or unknown API key.",
-    403: "The key may not use this endpoint (the stats and adapter admin need an admin key).",
+    403: "The key may not use this endpoint (the stats and the admin API need an admin key).",
     404: "No such model, adapter, adapter version, query or endpoint.",
     413: "The request body is over the configured limit.",
     429: "Rate limit or budget exceeded.",
@@ -38,6 +40,7 @@ BODY_MODELS: dict[tuple[str, str], type[BaseModel]] = {
     (ADMIN_PREFIX, "post"): AddAdapter,
     (ADMIN_PREFIX + "/{name}/promote", "post"): Promote,
     (ADMIN_PREFIX + "/{name}/canary", "post"): Canary,
+    (CASCADE_PATH, "put"): CascadePolicy,
 }
 AUTHED_ERRORS = (400, 401, 429)
 
@@ -70,8 +73,10 @@ def error_statuses(path: str, method: str) -> tuple[int, ...]:
         statuses.add(403)
     if path.startswith(ADMIN_PREFIX):
         statuses |= {403, 404}
+    if path == CASCADE_PATH:
+        statuses.add(403)
     if (path, method) in BODY_MODELS:
-        statuses |= {404, 413}
+        statuses |= {413} if path == CASCADE_PATH else {404, 413}
     if path == "/v1/chat/completions":
         statuses |= {503, 504}
     if path == "/v1/queries/{query_id}":

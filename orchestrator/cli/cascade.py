@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from orchestrator.cli.cascade_apply import apply_options, apply_target, write_thresholds
 from orchestrator.cli.cascade_io import (
     DEFAULT_RELATIVE_COSTS,
     columns_for,
@@ -23,12 +24,10 @@ from orchestrator.cli.cascade_io import (
     read_mmlu_pro,
     read_outcome_file,
     read_structured,
-    write_structured,
 )
 from orchestrator.cli.cascade_ledger import calibrate_from_ledger, ledger_options, ledger_source
 
 if TYPE_CHECKING:
-    from cascade.calibrate import Calibration
     from cascade.evaluate import Mode
 
 __all__ = ["DEFAULT_RELATIVE_COSTS", "cascade", "columns_for", "load_scored", "read_outcome_file"]
@@ -218,6 +217,7 @@ def eval_command(
     help="Thresholds file to write: YAML (.yaml/.yml) or JSON (any other suffix).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Also print the file's content as JSON.")
+@apply_options
 def calibrate_command(
     outcomes_path: Path | None,
     from_ledger: bool,
@@ -235,9 +235,11 @@ def calibrate_command(
     min_route_records: int,
     out_path: Path,
     as_json: bool,
+    apply_url: str | None,
+    api_key: str | None,
 ) -> None:
     """Choose thresholds that meet a target on outcome data and write them to a file the serve
-    config can include (its `policy` key is a cascade policy)."""
+    config can include (its `policy` key is a cascade policy); --apply also puts them in force."""
     from cascade.calibrate import CalibrationError, calibrate, parse_target
     from cascade.outcomes import group_by_route
 
@@ -245,19 +247,15 @@ def calibrate_command(
         parsed = parse_target(target)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--target") from None
+    apply_to = apply_target(apply_url, api_key)
     if from_ledger:
         _refuse_file_options(outcomes_path, score_field, scorer_dir, mode)
         url, base = ledger_source(config_path, ledger_url)
         fitted = calibrate_from_ledger(
-            url,
-            parsed,
-            base=base,
-            signal=signal,
-            per_route=per_route,
-            min_route_records=min_route_records,
-            large_quality=large_quality,
-        )
-        _write_thresholds(out_path, *fitted, as_json)
+            url, parsed, base=base, signal=signal, per_route=per_route,
+            min_route_records=min_route_records, large_quality=large_quality,
+        )  # fmt: skip
+        write_thresholds(out_path, *fitted, as_json, apply_to)
         return
     if outcomes_path is None:
         raise click.UsageError("give --outcomes FILE, or --from-ledger")
@@ -277,7 +275,7 @@ def calibrate_command(
         raise click.ClickException(f"{outcomes_path}: {exc}") from None
     source: dict[str, Any] = {"outcomes": str(outcomes_path), "records": len(outcomes)}
     source["score"] = str(scorer_dir or signal or score_field or "score")
-    _write_thresholds(out_path, result, source, as_json)
+    write_thresholds(out_path, result, source, as_json, apply_to)
 
 
 def _refuse_file_options(
@@ -289,22 +287,6 @@ def _refuse_file_options(
             "--from-ledger reads confidences and feedback from the ledger: drop --outcomes, "
             "--score-field, --scorer and --mode route"
         )
-
-
-def _write_thresholds(
-    out_path: Path, result: Calibration, source: dict[str, Any], as_json: bool
-) -> None:
-    data = result.to_dict(source)
-    write_structured(out_path, data)
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
-        return
-    d = result.default
-    click.echo(
-        f"wrote {out_path}: default threshold {d.threshold:.6g} (escalation "
-        f"{d.escalation_rate:.3f}, quality {d.quality:.4f} vs large {d.quality_large:.4f}, "
-        f"{d.cost_per_1k:.6g} USD per 1k), {len(result.routes)} route(s)"
-    )
 
 
 @cascade.command("outcomes", short_help="Build an outcome file from MMLU-Pro results.")

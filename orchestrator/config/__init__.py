@@ -12,6 +12,7 @@ from orchestrator.config.loader import (
     ConfigError,
     SpillwayConfig,
     load_config,
+    validate_cascade,
     validate_config_dict,
     with_cascade_file,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "SpillwayConfig",
     "TenantSettings",
     "load_config",
+    "validate_cascade",
     "validate_config_dict",
     "with_cascade_file",
 ]

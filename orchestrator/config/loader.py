@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from cascade.policy import CascadePolicy, RoutePolicy
 from orchestrator.config.settings import (
@@ -30,6 +31,7 @@ __all__ = [
     "ConfigError",
     "SpillwayConfig",
     "load_config",
+    "validate_cascade",
     "validate_config_dict",
     "with_cascade_file",
 ]
@@ -74,17 +76,8 @@ class SpillwayConfig(Strict):
     @model_validator(mode="after")
     def _skip_has_scorer(self) -> SpillwayConfig:
         """`skip_below` needs a difficulty scorer, or the setting would do nothing."""
-        if self.router.difficulty_artifact is not None:
-            return self
-        policies = {"default": self.cascade.default} | {
-            f"routes.{name}": policy for name, policy in self.cascade.routes.items()
-        }
-        for where, policy in policies.items():
-            if policy.skip_below is not None:
-                raise ValueError(
-                    f"cascade.{where}.skip_below: needs router.difficulty_artifact (a scorer "
-                    "trained with `spillway router train --label-field small_correct`)"
-                )
+        for where in skips_without_scorer(self.cascade, self.router):
+            raise ValueError(f"cascade.{'.'.join(where)}: {SKIP_NEEDS_SCORER}")
         return self
 
     @model_validator(mode="after")
@@ -124,6 +117,43 @@ class SpillwayConfig(Strict):
             "large_input": self.large.price.input_per_million,
             "large_output": self.large.price.output_per_million,
         }
+
+
+SKIP_NEEDS_SCORER = (
+    "needs router.difficulty_artifact (a scorer trained with "
+    "`spillway router train --label-field small_correct`)"
+)
+
+
+def skips_without_scorer(policy: CascadePolicy, router: RouterSettings) -> list[tuple[str, ...]]:
+    """Where (inside the cascade section) a `skip_below` is set that no scorer would feed."""
+    if router.difficulty_artifact is not None:
+        return []
+    policies = {("default",): policy.default} | {
+        ("routes", name): route for name, route in policy.routes.items()
+    }
+    return [(*where, "skip_below") for where, p in policies.items() if p.skip_below is not None]
+
+
+def validate_cascade(data: Any, router: RouterSettings) -> CascadePolicy:
+    """A replacement `cascade` section for a running service, checked as the config checks
+    it (the same model, and `skip_below` only with a difficulty scorer). Raises pydantic's
+    ValidationError, each error located inside the section (`default.threshold`)."""
+    policy = CascadePolicy.model_validate(data)
+    problems = skips_without_scorer(policy, router)
+    if problems:
+        raise ValidationError.from_exception_data(
+            "CascadePolicy",
+            [
+                InitErrorDetails(
+                    type=PydanticCustomError("skip_without_scorer", SKIP_NEEDS_SCORER),
+                    loc=where,
+                    input=None,
+                )
+                for where in problems
+            ],
+        )
+    return policy
 
 
 def _unique_keys(digests: dict[str, set[str]]) -> None:

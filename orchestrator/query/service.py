@@ -14,7 +14,13 @@ from dataclasses import replace
 from typing import TypeVar
 
 from cascade.confidence import confidence_features
-from cascade.policy import REASON_PREDICTED_HARD, Decision, decide, decide_before_generation
+from cascade.policy import (
+    REASON_PREDICTED_HARD,
+    CascadePolicy,
+    Decision,
+    decide,
+    decide_before_generation,
+)
 from cascade.pricing import Usage
 from orchestrator.backends.seam import Backends
 from orchestrator.backends.types import GenerationRequest, GenerationResult, StreamDelta
@@ -29,6 +35,7 @@ from orchestrator.query.fallback import (
     hold_stream,
     open_stream,
 )
+from orchestrator.query.live_policy import LivePolicy
 from orchestrator.query.request import AUTO_MODEL, ChatCompletionRequest
 from orchestrator.query.streaming import HeldStream, pass_through
 from orchestrator.query.target import Target
@@ -51,6 +58,8 @@ class QueryService:
         # Who may use which adapter (tenancy.py); rebuilt when the adapter registry changes.
         self._catalog = AdapterCatalog.from_config(config)
         self._keep_text = frozenset(t.name for t in config.tenants if t.keep_query_text)
+        # The cascade policy in force: the config's, until replaced (live_policy.py).
+        self.live_policy = LivePolicy(config.cascade)
 
     @property
     def catalog(self) -> AdapterCatalog:
@@ -145,21 +154,21 @@ class QueryService:
             trace.adapter_version = self.catalog.version_of(requested, trace.query_id)
         return target, _with_adapter(probe, trace.adapter_version or trace.adapter)
 
-    def decide(self, trace: QueryTrace, logprobs: list[float]) -> Decision:
+    def decide(self, trace: QueryTrace, logprobs: list[float], policy: CascadePolicy) -> Decision:
         route = route_key(trace)
-        decision = decide(self._config.cascade, route, logprobs)
-        settings = self._config.cascade.for_route(route)
+        decision = decide(policy, route, logprobs)
+        settings = policy.for_route(route)
         trace.signals = confidence_features(
             logprobs, quantile=settings.quantile, first_k=settings.first_k
         )
         trace.decision, trace.escalated, trace.reason = decision, decision.escalate, decision.reason
         return decision
 
-    def skip_small(self, trace: QueryTrace) -> bool:
+    def skip_small(self, trace: QueryTrace, policy: CascadePolicy) -> bool:
         """The pre-generation skip: True when the difficulty scorer predicts the query too hard
         for the small model (the route's `skip_below`); the trace then records the decision."""
         decision = decide_before_generation(
-            self._config.cascade, route_key(trace), trace.small_enough_probability
+            policy, route_key(trace), trace.small_enough_probability
         )
         if decision is None:
             return False
@@ -172,17 +181,18 @@ class QueryService:
     # ----- non-streaming ------------------------------------------------------------------------
     async def complete(self, request: ChatCompletionRequest, trace: QueryTrace) -> GenerationResult:
         """Answer one query; the trace records route, decision, usage, latencies and cost."""
+        policy = self.live_policy.policy  # one policy decides the whole query
         target, gen = await self.prepare(request, trace)
         if target.kind == "large":
             return await self._run_large(trace, gen, REASON_REQUESTED_LARGE)
-        if self.skip_small(trace):
+        if self.skip_small(trace, policy):
             return await self._run_large(trace, gen, REASON_PREDICTED_HARD)
         attempt = call("small", self._config.small.calls, self.backends.small_generate, gen)
         small = await self._try_small(trace, attempt)
         if small is None:
             return await _or_both_unavailable(self._run_large(trace, gen, REASON_SMALL_UNAVAILABLE))
         trace.small_usage = Usage(small.prompt_tokens, small.completion_tokens)
-        if not self.decide(trace, small.token_logprobs).escalate:
+        if not self.decide(trace, small.token_logprobs, policy).escalate:
             trace.answered_by = small.model
             self.settle(trace)
             return small
@@ -244,13 +254,14 @@ class QueryService:
         query's large stream is awaited to its first delta while the small stream stays open,
         and closed (billed for what it generated) only once the large one answers. A failure
         after the first byte is an in-band error."""
+        policy = self.live_policy.policy  # one policy decides the whole query
         target, gen = await self.prepare(request, trace)
         if target.kind == "large":
             return await self._open_large(trace, gen, REASON_REQUESTED_LARGE)
-        if self.skip_small(trace):
+        if self.skip_small(trace, policy):
             return await self._open_large(trace, gen, REASON_PREDICTED_HARD)
         started = time.perf_counter()
-        k = self._config.cascade.for_route(route_key(trace)).stream_decide_after_tokens
+        k = policy.for_route(route_key(trace)).stream_decide_after_tokens
         calls = self._config.small.calls
         head = await self._try_small(
             trace, hold_stream("small", calls, self.backends.small_stream, gen, k)
@@ -261,7 +272,7 @@ class QueryService:
             )
         trace.small_usage = head.usage()
         small_model = trace.adapter or self._small_name
-        if self.decide(trace, head.logprobs(k)).escalate:
+        if self.decide(trace, head.logprobs(k), policy).escalate:
             try:
                 large = await self._open_large(trace, gen, trace.reason)
             except BackendUnavailable:

@@ -127,3 +127,57 @@ def test_query_text_is_kept_only_for_tenants_that_opt_in() -> None:
     kept = _trace()
     _run(service.complete(_request(), kept))
     assert kept.ledger_row(status=200).query_text == "q"  # the routed (last user) message
+
+
+class _GatedSmall(FakeModels):
+    """The small model answers only once `gate` is set (a policy swap happens meanwhile)."""
+
+    def __init__(self) -> None:
+        super().__init__(0.8, {"label": "legal", "probability": 0.8, "abstained": False})
+        self.gate = asyncio.Event()
+        self.started = asyncio.Event()
+
+    async def small_generate(self, request: Any) -> Any:
+        self.started.set()
+        await self.gate.wait()
+        return await super().small_generate(request)
+
+    async def _stream(self, which: str, request: Any) -> Any:
+        if which == "small":
+            self.started.set()
+            await self.gate.wait()
+        async for delta in super()._stream(which, request):
+            yield delta
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_query_is_decided_by_the_policy_it_started_with(stream: bool) -> None:
+    """A swap while the small model answers changes the next query, not the running one."""
+    from cascade.policy import CascadePolicy, RoutePolicy
+
+    lenient = CascadePolicy(default=RoutePolicy(threshold=0.1))
+
+    async def scenario() -> tuple[QueryTrace, QueryTrace]:
+        models = _GatedSmall()
+        service = _service(models)
+        first, second = _trace(), _trace()
+
+        async def ask(trace: QueryTrace) -> None:
+            if stream:
+                deltas = await service.open_stream(_request(), trace)
+                _ = [d async for d in deltas]
+            else:
+                await service.complete(_request(), trace)
+
+        running = asyncio.create_task(ask(first))
+        await models.started.wait()
+        service.live_policy.replace(lenient, "admin_api")
+        models.gate.set()
+        await running
+        await ask(second)
+        return first, second
+
+    first, second = _run(scenario())
+    assert first.escalated and first.decision is not None and first.decision.threshold == 0.9
+    assert not second.escalated and second.decision is not None
+    assert second.decision.threshold == 0.1
