@@ -109,7 +109,9 @@ def rig(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     tmp = tmp_path_factory.mktemp("lifecycle")
     service, proc = start_service(tmp, lifecycle_overrides(tmp), LOCAL_CONFIG)
     session = proc.pid
-    pids = {name: replica_pid(session, name) for name in ("Router", "LargeLLM", "Ingress")}
+    # The router runs in the ingress replica (router.placement's default), so the Ingress pid
+    # is the router's too.
+    pids = {name: replica_pid(session, name) for name in ("LargeLLM", "Ingress")}
     yield Rig(service, proc, pids)
     code = stop_service(proc)
     assert code == 0, f"exit {code} on SIGTERM:\n{service.log_path.read_text()[-3000:]}"
