@@ -108,10 +108,13 @@ class Rig:
 def rig(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     tmp = tmp_path_factory.mktemp("lifecycle")
     service, proc = start_service(tmp, lifecycle_overrides(tmp), LOCAL_CONFIG)
-    session = proc.pid
-    # The router runs in the ingress replica (router.placement's default), so the Ingress pid
-    # is the router's too.
-    pids = {name: replica_pid(session, name) for name in ("LargeLLM", "Ingress")}
+    try:
+        # The router runs in the ingress replica (router.placement's default), so the Ingress
+        # pid is the router's too.
+        pids = {name: replica_pid(proc.pid, name) for name in ("LargeLLM", "Ingress")}
+    except BaseException:
+        stop_service(proc)  # a failed set-up leaves no service behind
+        raise
     yield Rig(service, proc, pids)
     code = stop_service(proc)
     assert code == 0, f"exit {code} on SIGTERM:\n{service.log_path.read_text()[-3000:]}"
