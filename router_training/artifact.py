@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from router_training.calibration import softmax
-from router_training.kinds import Scorer, kind_spec
+from router_training.kinds import QuickScorer, Scorer, kind_spec
 from router_training.manifest import (
     CARD,
     FORMAT_VERSION,
@@ -96,11 +96,30 @@ class LoadedRouter:
         logits = np.asarray(self._scorer.logits(list(texts)), dtype=np.float64)
         return softmax(logits, self.manifest.temperature)
 
+    def quick_probabilities(self, texts: Sequence[str]) -> np.ndarray | None:
+        """`probabilities`, when the model can give every one without its heavy part (a gated
+        ensemble's gate answers them all: well under a millisecond); else None."""
+        scorer = self._scorer
+        if not texts or not isinstance(scorer, QuickScorer):
+            return None
+        logits = scorer.quick_logits(list(texts))
+        if logits is None:
+            return None
+        return softmax(np.asarray(logits, dtype=np.float64), self.manifest.temperature)
+
     def predict(self, texts: Sequence[str]) -> list[RoutePrediction]:
         if isinstance(texts, str):
             raise TypeError("predict takes a sequence of texts; wrap a single query in a list")
         probs = self.probabilities(texts)
         return [self._decide(row) for row in probs]
+
+    def predict_quick(self, texts: Sequence[str]) -> list[RoutePrediction] | None:
+        """`predict`'s answers (the same), when `quick_probabilities` has them; else None: the
+        caller runs `predict` where the heavy part may take its milliseconds."""
+        if isinstance(texts, str):
+            raise TypeError("predict takes a sequence of texts; wrap a single query in a list")
+        probs = self.quick_probabilities(texts)
+        return None if probs is None else [self._decide(row) for row in probs]
 
     def _decide(self, row: np.ndarray) -> RoutePrediction:
         order = np.argsort(row)[::-1][:2]

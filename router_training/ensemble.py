@@ -305,13 +305,30 @@ class EnsembleScorer:
         if gate is None:
             self.encoder_texts += len(texts)
             return self._fused(texts, member)
-        member_log_probs = log_softmax(member, self.spec.member_temperature)
-        scores = self.temperature * member_log_probs
-        rows = np.flatnonzero(np.exp(member_log_probs.max(axis=1)) < gate)
+        scores, rows = self._gated(member, gate)
         if rows.size:
             scores[rows] = self._fused([texts[i] for i in rows], member[rows])
             self.encoder_texts += int(rows.size)
         return scores
+
+    def quick_logits(self, texts: Sequence[str]) -> np.ndarray | None:
+        """`logits` when the gate answers every text (the member alone: no encoder), else None
+        (``kinds.QuickScorer``)."""
+        gate = self.spec.gate_threshold
+        if gate is None:
+            return None
+        scores, rows = self._gated(np.asarray(self._member.logits(texts), np.float64), gate)
+        if rows.size:
+            return None
+        self.texts_scored += len(texts)
+        return scores
+
+    def _gated(self, member: np.ndarray, gate: float) -> tuple[np.ndarray, np.ndarray]:
+        """The gated rows' final scores (the member's calibrated log-probabilities at the
+        artifact's temperature) and the indices of the rows below the gate."""
+        member_log_probs = log_softmax(member, self.spec.member_temperature)
+        scores = self.temperature * member_log_probs
+        return scores, np.flatnonzero(np.exp(member_log_probs.max(axis=1)) < gate)
 
     def _fused(self, texts: Sequence[str], member: np.ndarray) -> np.ndarray:
         """The encoder's and the member's scores combined, with distance-flagged rows made

@@ -17,13 +17,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Protocol, cast
+from typing import Protocol, cast, runtime_checkable
 
 import numpy as np
 
 from router_training.manifest import ArtifactError, Manifest
 
-__all__ = ["KINDS", "KindSpec", "Scorer", "ScorerLoader", "kind_spec"]
+__all__ = ["KINDS", "KindSpec", "QuickScorer", "Scorer", "ScorerLoader", "kind_spec"]
 
 
 class Scorer(Protocol):
@@ -33,6 +33,18 @@ class Scorer(Protocol):
     def n_outputs(self) -> int: ...
 
     def logits(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@runtime_checkable
+class QuickScorer(Protocol):
+    """A scorer that can often answer without its heavy part (a gated ensemble's gate, or a
+    scorer with no heavy part at all), in well under a millisecond.
+
+    ``quick_logits`` returns exactly what ``logits`` would for ``texts`` when no text needs the
+    heavy part, else None (and then has counted nothing): a caller can try it inline and fall
+    back to ``logits`` where the heavy part may run (a worker thread)."""
+
+    def quick_logits(self, texts: Sequence[str]) -> np.ndarray | None: ...
 
 
 ScorerLoader = Callable[[Path, Manifest], Scorer]

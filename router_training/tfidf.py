@@ -68,6 +68,10 @@ class TfidfScorer:
             scores = np.hstack([np.zeros_like(scores), scores])
         return scores  # type: ignore[no-any-return]
 
+    def quick_logits(self, texts: Sequence[str]) -> np.ndarray:
+        """`logits`: this kind has no heavy part (``kinds.QuickScorer``)."""
+        return self.logits(texts)
+
     def _batch(self, texts: Sequence[str]) -> np.ndarray:
         scores = np.tile(self._intercept.astype(np.float64), (len(texts), 1))
         offset = 0

@@ -186,6 +186,13 @@ class DifficultyScorer:
         probabilities = self._router.probabilities(texts)
         return [float(p) for p in probabilities[:, self._column]]
 
+    def small_enough_quick(self, texts: list[str]) -> list[float] | None:
+        """`small_enough`, when the scorer has it without its heavy part; else None."""
+        probabilities = self._router.quick_probabilities(texts)
+        if probabilities is None:
+            return None
+        return [float(p) for p in probabilities[:, self._column]]
+
 
 def check_batching(max_batch_size: int, batch_wait_timeout_s: float) -> None:
     """Both router placements refuse the same impossible batching settings."""

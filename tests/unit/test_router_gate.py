@@ -244,6 +244,28 @@ def test_router_reports_the_member_probability_for_gated_rows_and_abstains_on_oo
     assert flat.label == "billing"
 
 
+def test_quick_answers_are_the_gated_answers_and_never_run_the_encoder() -> None:
+    """`quick_logits`/`predict_quick` (the in-ingress router's inline path): exactly `logits`'
+    and `predict`'s answers when the gate answers every text; None, with nothing counted and
+    no encoder call, when one text needs the encoder or there is no gate."""
+    gated = scorer(gate=0.9, temperature=0.8)
+    encoder = gated._encoder
+    quick = gated.quick_logits(["sure", "oos"])
+    assert quick is not None and np.array_equal(quick, gated.logits(["sure", "oos"]))
+    assert (gated.texts_scored, gated.encoder_texts) == (4, 0)  # 2 quick + 2 full
+    assert gated.quick_logits(["sure", "unsure"]) is None
+    assert gated.texts_scored == 4 and encoder.batches == []  # type: ignore[attr-defined]
+    assert scorer(gate=None).quick_logits(["sure"]) is None
+
+    router = LoadedRouter(Path("x"), manifest(0.8, 0.5), scorer(gate=0.9, temperature=0.8))
+    assert router.predict_quick(["sure", "oos"]) == router.predict(["sure", "oos"])
+    assert router.predict_quick(["unsure"]) is None and router.predict_quick([]) is None
+    plain = LoadedRouter(Path("x"), manifest(0.8, 0.5), FakeScorer(MEMBER))  # type: ignore[arg-type]
+    assert plain.predict_quick(["sure"]) is None  # no quick_logits: always the full path
+    with pytest.raises(TypeError):
+        router.predict_quick("sure")
+
+
 def test_fit_gate_matches_the_full_ensemble_on_the_required_share() -> None:
     rng = np.random.default_rng(0)
     targets = rng.integers(0, 3, 400)

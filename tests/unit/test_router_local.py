@@ -1,6 +1,7 @@
 """The router inside the ingress (`LocalRouter`): the same answers as the Router deployment,
-queries batched while a prediction runs, live swaps that fail no query, a bad swap that keeps
-the old artifact, and a loop that keeps serving while the router predicts."""
+inline when the artifact needs no heavy part, queries batched while a prediction runs, live
+swaps that fail no query, a bad swap that keeps the old artifact, and a loop that keeps
+serving while the router predicts."""
 
 from __future__ import annotations
 
@@ -47,10 +48,39 @@ def test_answers_equal_the_router_deployments(artifacts: tuple[Path, Path]) -> N
 
     mine, theirs = asyncio.run(both())
     local.close()
-    for a, b in zip(mine, theirs, strict=True):  # a batch of 4 against one at a time
+    for a, b in zip(mine, theirs, strict=True):  # concurrent queries against one at a time
         assert (a.label, a.runner_up, a.abstained) == (b.label, b.runner_up, b.abstained)
         assert a.artifact_version == b.artifact_version == local.version
         assert a.probability == pytest.approx(b.probability, abs=1e-9)
+    assert [r.label for r in mine[:3]] == ["code", "legal", "medical"]
+
+
+def test_a_query_needing_no_heavy_part_is_routed_inline_with_the_same_answer(
+    artifacts: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TF-IDF artifact (or a gated ensemble's sure gate) answers on the event loop: no
+    thread hand-off, the same result as the thread's batch; with `batch_wait_timeout_s` > 0
+    or a batch running, queries wait for a batch as before."""
+    path = str(artifacts[0])
+    inline, batched = LocalRouter(path), LocalRouter(path, batch_wait_timeout_s=0.001)
+    threads: list[str] = []
+    predict = inline._router.predict
+
+    def on_thread(texts):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread().name)
+        return predict(texts)
+
+    monkeypatch.setattr(inline._router, "predict", on_thread)
+
+    async def run() -> tuple[list[RouteResult], list[RouteResult]]:
+        mine = [await inline.route(q) for q in QUERIES]
+        return mine, [await batched.route(q) for q in QUERIES]
+
+    mine, theirs = asyncio.run(run())
+    inline.close()
+    batched.close()
+    assert threads == []  # never on the prediction thread
+    assert mine == theirs
     assert [r.label for r in mine[:3]] == ["code", "legal", "medical"]
 
 
@@ -69,6 +99,7 @@ def test_queries_arriving_during_a_prediction_form_the_next_batch(
         return predict(texts)
 
     monkeypatch.setattr(router._router, "predict", slow_first)
+    monkeypatch.setattr(router._router, "predict_quick", lambda texts: None)  # an encoder's query
 
     async def run() -> list[RouteResult]:
         first = asyncio.create_task(router.route(QUERIES[2]))
@@ -129,6 +160,7 @@ def test_the_event_loop_keeps_serving_while_the_router_predicts(
         return predict(texts)
 
     monkeypatch.setattr(router._router, "predict", slow)
+    monkeypatch.setattr(router._router, "predict_quick", lambda texts: None)  # an encoder's query
 
     async def run() -> bool:
         routing = asyncio.create_task(router.route(QUERIES[0]))
