@@ -26,12 +26,13 @@ import asyncio
 import logging
 import os
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
 
+from orchestrator.backends.remote_post import JsonPoster
 from orchestrator.backends.remote_wire import (
     RemoteLLMError,
     RemoteTimeoutError,
@@ -73,15 +74,28 @@ class RemoteLLMDeployment:
         self._owns_client = client is None
         limits = httpx.Limits(max_connections=self.config.max_connections)
         self._client: httpx.AsyncClient | None = client or httpx.AsyncClient(limits=limits)
+        # Non-streaming answers go over aiohttp (remote_post.py: a third of httpx's time per
+        # POST) unless the caller passed the client to use for everything.
+        self._poster: JsonPoster | None = None
+        if client is None:
+            self._poster = JsonPoster(
+                max_connections=self.config.max_connections,
+                connect_timeout_s=self.config.connect_timeout_s,
+                timeout_s=self.config.timeout_s,
+            )
         self._closing: asyncio.Task[None] | None = None
+        self._closing_post: asyncio.Task[None] | None = None
 
     # -- requests ---------------------------------------------------------------------------
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         body = self._body(request, stream=False)
-        async with self._response(body, request) as response:
-            with self._translated():
-                await response.aread()
+        if self._poster is not None:
+            response = await self._posted(self._poster, body, request)
+        else:
+            async with self._response(body, request) as response:
+                with self._translated():
+                    await response.aread()
         try:
             data = response.json()
         except ValueError as exc:
@@ -130,13 +144,16 @@ class RemoteLLMDeployment:
             body |= {"stream": True, "stream_options": {"include_usage": True}}
         return body
 
-    def _request(self, body: dict[str, Any], request: GenerationRequest) -> httpx.Request:
+    def _request_headers(self, request: GenerationRequest) -> dict[str, str]:
         headers = dict(self._headers)
         if request.request_id:
             headers["X-Request-Id"] = request.request_id  # vLLM logs it: one id end to end
+        return headers
+
+    def _request(self, body: dict[str, Any], request: GenerationRequest) -> httpx.Request:
         url = f"{self.config.base_url}/chat/completions"
         return self._live().build_request(
-            "POST", url, json=body, headers=headers, timeout=self._timeout
+            "POST", url, json=body, headers=self._request_headers(request), timeout=self._timeout
         )
 
     @asynccontextmanager
@@ -144,26 +161,47 @@ class RemoteLLMDeployment:
         self, body: dict[str, Any], request: GenerationRequest
     ) -> AsyncIterator[httpx.Response]:
         """A 200 response with its body unread; retries while nothing has been received."""
+
+        async def send() -> httpx.Response:
+            return await self._live().send(self._request(body, request), stream=True)
+
+        response = await self._retried(send, body["model"])
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    async def _posted(
+        self, poster: JsonPoster, body: dict[str, Any], request: GenerationRequest
+    ) -> httpx.Response:
+        """A 200 answer, read whole, over aiohttp; retried as `_response`."""
+        self._live()  # raises once shut down, as the httpx path does
+        url = f"{self.config.base_url}/chat/completions"
+        headers = self._request_headers(request)
+        return await self._retried(lambda: poster.post(url, body, headers), body["model"])
+
+    async def _retried(
+        self, send: Callable[[], Awaitable[httpx.Response]], model: str
+    ) -> httpx.Response:
+        """`send()`'s 200 response; connect errors, 429 and 5xx are retried with backoff while
+        attempts remain, anything else is raised as this module's errors."""
         for attempt in range(self.config.max_retries + 1):
             retry = attempt < self.config.max_retries
             try:
-                response = await self._live().send(self._request(body, request), stream=True)
+                response = await send()
             except httpx.HTTPError as exc:  # read/write/pool timeouts: the time is spent
                 if not (retry and isinstance(exc, _RETRY_TRANSPORT)):
                     raise self._translate(exc) from exc
                 await self._backoff(attempt, repr(exc))
                 continue
             if response.status_code == 200:
-                break
+                return response
             await response.aread()
             await response.aclose()
             if not (retry and _retryable(response.status_code)):
-                raise self._error_for(response, body["model"])
+                raise self._error_for(response, model)
             await self._backoff(attempt, f"status {response.status_code}")
-        try:
-            yield response
-        finally:
-            await response.aclose()
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
@@ -235,14 +273,20 @@ class RemoteLLMDeployment:
         return self._client
 
     async def aclose(self) -> None:
-        """Close the client (if this deployment created it)."""
+        """Close the clients (if this deployment created them)."""
         client, self._client = self._client, None
+        poster, self._poster = getattr(self, "_poster", None), None
+        if poster is not None:
+            await poster.aclose()
         if client is not None and self._owns_client:
             await client.aclose()
 
     def shutdown(self) -> None:
         """Stop using the server and close the client's connections. Safe to call twice."""
         client, self._client = getattr(self, "_client", None), None
+        poster, self._poster = getattr(self, "_poster", None), None
+        if poster is not None:
+            self._closing_post = poster.close()
         if client is None or not getattr(self, "_owns_client", False):
             return
         try:
