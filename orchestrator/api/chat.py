@@ -9,7 +9,6 @@ The OpenAI response shapes are built here (`completion_body`, `chunk_body`).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -22,6 +21,7 @@ from orchestrator.api.body import parse_chat_request, read_body, requested
 from orchestrator.api.errors import ClientClosed, as_spillway_error, error_response
 from orchestrator.api.parts import ReplicaParts
 from orchestrator.backends.types import StreamDelta
+from orchestrator.query.fallback import within
 from orchestrator.query.request import ChatCompletionRequest
 from orchestrator.query.trace import QueryTrace, SpillwayInfo, new_query_id
 
@@ -45,8 +45,8 @@ def chat_router(parts: ReplicaParts) -> APIRouter:
             trace.model_requested, trace.stream = parsed.model, parsed.stream
             timeout = parts.config.server.request_timeout_s
             if parsed.stream:
-                return await asyncio.wait_for(_open_stream(parts, parsed, trace), timeout)
-            return await asyncio.wait_for(_complete(parts, parsed, trace), timeout)
+                return await within(timeout, _open_stream(parts, parsed, trace))
+            return await within(timeout, _complete(parts, parsed, trace))
         except Exception as exc:  # every failure becomes a clean error and a ledger row
             error = as_spillway_error(exc)
             await parts.recorder.record_failure(trace, error)
