@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from orchestrator.api.ingress import IngressReplica
 from orchestrator.api.parts import ReplicaParts
+from orchestrator.api.priority import set_process_niceness
 from orchestrator.backends.seam import (
     Backends,
     ModelCalls,
@@ -256,6 +257,8 @@ class SpillwayIngress:
 
     def __init__(self, config_data: dict[str, Any], router: Any, small: Any, large: Any):
         config = SpillwayConfig.model_validate(config_data)
+        if config.server.ingress_niceness is not None:  # Ray started this worker at 15
+            set_process_niceness(config.server.ingress_niceness)
         backends, self._router = replica_backends(config, router, small, large)
         self._replica = IngressReplica(build_replica(config, backends))
 

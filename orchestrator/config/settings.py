@@ -122,6 +122,16 @@ class ServerSettings(Strict):
         "Applied by `spillway serve`; on a KubeRay cluster the pods' environment sets it "
         "(serve_config/kuberay/rayservice.yaml).",
     )
+    ingress_niceness: int | None = Field(
+        0,
+        ge=-20,
+        le=19,
+        description="CPU niceness of each ingress replica's process (every thread). Ray starts "
+        "its workers at 15, so where other work fills the cores the replica that answers every "
+        "client gets the CPU last (BENCHMARKS.md, request path); 0 makes it an ordinary "
+        "process. Lowering niceness needs root or CAP_SYS_NICE: without it the replica keeps "
+        "Ray's and logs a warning. null: leave Ray's.",
+    )
     http_server: HttpServer = Field(
         HTTP_SERVER_SERVE_PROXY,
         description="Who answers HTTP on host:port. 'serve_proxy': Ray Serve's HTTP proxy, one "
