@@ -141,8 +141,8 @@ def price_report(
     report["replay"] = {
         name: _replayed(rows, test, policy, small_enough) for name, policy in policies.items()
     }
-    if live:
-        report["spillway"] = _live(test, live, small, large, prices, lc, l_cost)
+    for name in (k for k in replies if k.startswith("spillway")):  # each live pass
+        report[name] = _live(test, replies[name], small, large, prices, lc, l_cost)
     report["per_route"] = _per_route(rows, test, live, main_signal)
     return report
 

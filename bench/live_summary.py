@@ -20,6 +20,12 @@ def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+LIVE_PASSES = {
+    "spillway_from_ledger": "Spillway live, thresholds from ledger feedback (reloaded)",
+    "spillway": "Spillway live, calibrated cascade (reloaded)",
+}
+
+
 def strategies_table(report: dict[str, Any]) -> list[str]:
     unit = report["unit"]
     lines = [
@@ -33,10 +39,12 @@ def strategies_table(report: dict[str, Any]) -> list[str]:
             f"| {name} | {_pct(s['accuracy'])}{_ci(s['accuracy_ci'])} | {s['cost_per_1k']:.4g} "
             "| | |"
         )
-    if "spillway" in report:
-        s = report["spillway"]
+    for key, label in LIVE_PASSES.items():
+        if key not in report:
+            continue
+        s = report[key]
         lines.append(
-            f"| **Spillway live** (skip + cascade) | {_pct(s['accuracy'])}{_ci(s['accuracy_ci'])} "
+            f"| **{label}** | {_pct(s['accuracy'])}{_ci(s['accuracy_ci'])} "
             f"| {s['cost_per_1k']:.4g} | {_pct(s['quality_vs_large'])}"
             f"{_ci(s['quality_vs_large_ci'])} | {_pct(s['cost_saved_vs_large'])}"
             f"{_ci(s['cost_saved_vs_large_ci'])} |"
