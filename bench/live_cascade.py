@@ -51,14 +51,20 @@ from bench.live_ask import ask_all, cpu_seconds_per_token, make_client  # noqa: 
 from bench.live_calibrate import calibrate_all, ledger_agreement, post_feedback  # noqa: E402
 from bench.live_questions import build_questions, split  # noqa: E402
 from bench.live_reload import (  # noqa: E402
-    calibrate_ledger_and_apply,
+    calibrate_from_ledger,
     model_processes,
     policy_in_force,
     policy_summary,
     processes_unchanged,
     put_policy,
 )
-from bench.live_report import Prices, fit_learned, outcomes, price_report  # noqa: E402
+from bench.live_report import (  # noqa: E402
+    Prices,
+    fit_learned,
+    learned_vs_best,
+    outcomes,
+    price_report,
+)
 from cascade.policy import CascadePolicy  # noqa: E402
 
 API_KEY = "sk-spillway-local"
@@ -76,6 +82,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--per-domain", type=int, default=120, help="Questions per domain.")
     parser.add_argument("--concurrency", type=int, default=8, help="Requests in flight.")
     parser.add_argument("--target", default="quality=0.95", help="Calibration target.")
+    parser.add_argument(
+        "--stream-questions",
+        type=int,
+        default=48,
+        help="Test questions for the streaming step (first_k vs whole answer; 0 skips it).",
+    )
     parser.add_argument("--out", type=Path, default=OUT, help="Directory for files and plot.")
     parser.add_argument(
         "--replies",
@@ -135,6 +147,7 @@ def base_overrides(policy: dict[str, Any], difficulty: str | None = None) -> dic
     return {"small": data["small"], "large": data["large"], "cascade": policy, "router": router}
 
 
+LEARNED = ("--signal", "learned")
 CASCADE_OFF = {"default": {"signal": "mean_prob", "threshold": 0.0}}
 
 
@@ -163,27 +176,25 @@ def baselines(base_url: str, key: str, questions: list[Any], concurrency: int) -
 
 def ledger_loop(
     service: Any, args: argparse.Namespace, calibration: list[Any], test: list[Any], base: Any
-) -> tuple[CascadePolicy, dict[str, Any]] | None:
+) -> tuple[dict[str, CascadePolicy], dict[str, Any]] | None:
     """Step 2: the calibration part's answers judged through `POST /v1/feedback`, thresholds
     from those ledger rows (`--from-ledger`, the baseline's signal mean_prob) put in force with
-    `--apply`, then the test part under them. A failure is reported and the benchmark goes on."""
+    `--apply`, then the test part under them; also the learned signal fitted on the rows'
+    recorded signals (`--signal learned`, replayed). A failure is reported, the run goes on."""
     try:
         sent = post_feedback(
             service.base_url, args.key, [base["small"][q.qid] for q in calibration]
         )
         large_quality = sum(base["large"][q.qid].correct for q in calibration) / len(calibration)
-        policy = calibrate_ledger_and_apply(
-            service.ledger_path,
-            large_quality,
-            args.target,
-            args.out / "from_ledger.yaml",
-            service.base_url,
-            args.key,
-        )
+        fit = (service.ledger_path, large_quality, args.target)
+        learned = calibrate_from_ledger(*fit, args.out / "from_ledger_learned.yaml", *LEARNED)
+        log(f"learned signal from the ledger: {learned.default.model_dump(mode='json')}")
+        apply = ("--apply", service.base_url, "--api-key", args.key)
+        policy = calibrate_from_ledger(*fit, args.out / "from_ledger.yaml", *apply)
         log(f"{sent} feedback posts; thresholds from the ledger applied: {policy.model_dump()}")
         live = test_pass(service.base_url, args.key, test, args.concurrency)
         live["ledger_agreement"] = ledger_agreement(service.ledger_path, live["replies"])
-        return policy, live
+        return {"mean_prob": policy, "learned": learned}, live
     except Exception as error:  # the loop is an extra: report it, keep the main results
         log(f"ledger loop failed: {error}")
         return None
@@ -218,6 +229,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         replies = {"small": base["small"], "large": base["large"]}
         cal = calibrate_all(calibration, test, replies, usd, args.target, args.out, log)
         replies["spillway"] = applied_pass(args.url, args, test, cal, meta, None)
+        streaming_step(args.url, args, test, meta)
     else:
         with own_service(base_overrides(CASCADE_OFF)) as (service, proc):
             before = model_processes(proc.pid)
@@ -226,10 +238,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             loop = ledger_loop(service, args, calibration, test, base)
             cal = calibrate_all(calibration, test, replies, usd, args.target, args.out, log)
             if loop is not None:
-                cal["policies"]["cascade from ledger feedback (mean_prob)"] = loop[0]
+                for signal, policy in loop[0].items():
+                    cal["policies"][f"cascade from ledger feedback ({signal})"] = policy
                 replies["spillway_from_ledger"] = loop[1].pop("replies")
                 meta["from_ledger"] = loop[1]
             replies["spillway"] = applied_pass(service.base_url, args, test, cal, meta, service)
+            streaming_step(service.base_url, args, test, meta)
             after = model_processes(proc.pid)
             meta["model_processes"] = {
                 "before": before,
@@ -261,6 +275,18 @@ def applied_pass(
     replies: dict[str, Any] = live.pop("replies")
     meta["spillway"] = live
     return replies
+
+
+def streaming_step(base_url: str, args: argparse.Namespace, test: list[Any], meta: Any) -> None:
+    """Step 5 (bench/live_stream.py): a stream decided after k tokens vs on the whole answer."""
+    from bench.live_stream import stream_tradeoff
+
+    if args.stream_questions > 0:
+        meta["streaming"] = stream_tradeoff(
+            lambda: make_client(base_url, args.key), base_url, args.key,
+            test[: args.stream_questions], cascade_off=CascadePolicy.model_validate(CASCADE_OFF),
+            log=log,
+        )  # fmt: skip
 
 
 def recorded(path: Path) -> dict[str, Any]:
@@ -318,6 +344,9 @@ def report(
     }
     _plot(test, replies, usd, learned, reports["USD"], cal["signal"], args.out)
     headline = reports["USD"]
+    ledger_learned = cal["policies"].get("cascade from ledger feedback (learned)")
+    if ledger_learned is not None:
+        meta["learned_from_ledger"] = learned_vs_best(test, replies["small"], ledger_learned)
     result: dict[str, Any] = {key: headline[key] for key in HEADLINE if key in headline}
     return result | {"usd": headline, "cpu_seconds": reports["CPU-s"], "meta": meta}
 

@@ -40,11 +40,11 @@ def put_policy(base_url: str, key: str, policy: CascadePolicy) -> dict[str, Any]
     return answer
 
 
-def calibrate_ledger_and_apply(
-    ledger: Path, large_quality: float, target: str, out: Path, base_url: str, key: str
+def calibrate_from_ledger(
+    ledger: Path, large_quality: float, target: str, out: Path, *extra: str
 ) -> CascadePolicy:
-    """`spillway cascade calibrate --from-ledger ... --apply URL --api-key KEY`: thresholds fitted
-    on the rows that got feedback, written to `out` and put in force on the running service."""
+    """`spillway cascade calibrate --from-ledger` on the rows that got feedback, written to
+    `out`; `extra` adds options (`--apply URL --api-key KEY`, `--signal learned`)."""
     spillway(
         "cascade",
         "calibrate",
@@ -59,10 +59,7 @@ def calibrate_ledger_and_apply(
         str(MIN_ROUTE_RECORDS),
         "--out",
         str(out),
-        "--apply",
-        base_url,
-        "--api-key",
-        key,
+        *extra,
     )
     return CascadePolicy.model_validate(yaml.safe_load(out.read_text())["policy"])
 
