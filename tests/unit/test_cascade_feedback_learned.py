@@ -52,7 +52,7 @@ def test_only_accepted_answers_with_signals_are_learned_from() -> None:
 
 def test_one_class_or_no_signals_is_a_clear_error() -> None:
     features = [confidence_features(a) for a in ANSWERS]
-    with pytest.raises(FeedbackError, match="found 3 accepted answer.s. with signals, all right"):
+    with pytest.raises(FeedbackError, match=r"found 3 accepted answer\(s\) with signals, all"):
         fit_learned_from_feedback(features[:3], [1.0] * 3, [False] * 3)
-    with pytest.raises(FeedbackError, match="ledger rows with signals .written since migration"):
+    with pytest.raises(FeedbackError, match=r"ledger rows with signals \(written since migration"):
         fit_learned_from_feedback([None, features[0]], [1.0, 0.0], [False, True])
