@@ -2,24 +2,31 @@
 
     .venv/bin/python bench/live_cascade.py [--url URL --key KEY] [--limit N] [--json]
 
-Without --url it starts the embedded default (serve_config/local.yaml, real models) itself, twice
-(hold `flock` on a shared machine: the service takes about 13 GiB):
+Without --url it starts the embedded default (serve_config/local.yaml, real models) itself, once
+(hold `flock` on a shared machine: the service takes about 13 GiB), and never restarts it:
 
 1. **Baselines**, the cascade switched off (every threshold 0): each calibration and test
    question with `model: auto` (routed, the adapter's answer: always-small, with every
    confidence signal of the answer) and with the large model named (always-large); and each
    engine's CPU-seconds per token, measured.
-2. **Calibration** on the calibration part only: the signal with the best AUROC there, its
-   thresholds from `spillway cascade calibrate --target quality=0.95`; the difficulty scorer
-   from `spillway router train --label-field small_correct --kind tfidf`, its `skip_below` from
-   `spillway cascade calibrate --mode route` on cross-fitted scores.
-3. **Spillway**: restarted with both (thresholds and the scorer), the test part with
-   `model: auto`; every response's escalation, reason and cost checked against its ledger row.
+2. **The loop from the ledger**: the calibration part's answers judged through
+   `POST /v1/feedback`, `spillway cascade calibrate --from-ledger ... --apply URL` (thresholds
+   fitted on those ledger rows and put in force by `PUT /v1/admin/cascade`), then the test part
+   with `model: auto` under that policy.
+3. **Calibration** on the calibration part's recorded answers only: the signal with the best
+   AUROC there, its thresholds from `spillway cascade calibrate --target quality=0.95`; the
+   difficulty scorer from `spillway router train --label-field small_correct --kind tfidf`, its
+   `skip_below` from `spillway cascade calibrate --mode route` on cross-fitted scores.
+4. **Spillway**: the calibrated thresholds put in force by `PUT /v1/admin/cascade`, the test
+   part with `model: auto`; every response's escalation, reason and cost checked against its
+   ledger row. The policy in force (`GET /v1/admin/cascade`) is recorded for each test pass, and
+   the model replicas' and engines' pids before and after (unchanged: nothing restarted).
 
-Skip alone and the cascade alone are replayed on the baselines' recorded answers (greedy
-decoding, so the service would give the same answers) beside the live combination.
-With --url the service given is used for step 1 and must run with the cascade off (thresholds
-0); pass --spillway-url for a service configured with the calibrated files to measure step 3.
+The difficulty scorer is trained in step 3, after the service started, and a scorer is loaded
+only at start, so the skip (alone and with the cascade) is replayed on the baselines' recorded
+answers (greedy decoding, so the service would give the same answers).
+With --url the service given is used for steps 1 and 4 (the cascade off at first; the key must
+be an admin key); the ledger steps need the service's own ledger, so they run only without it.
 Prices: the small and large models priced as the 8B and 70B of serve_config/production.yaml,
 and again at each engine's measured CPU-seconds per token. Method and numbers: BENCHMARKS.md.
 """
@@ -41,14 +48,23 @@ if str(REPO) not in sys.path:  # run as a script: `python bench/live_cascade.py`
     sys.path.insert(0, str(REPO))
 
 from bench.live_ask import ask_all, cpu_seconds_per_token, make_client  # noqa: E402
-from bench.live_calibrate import (  # noqa: E402
-    calibrate_all,
-    calibrate_from_ledger,
-    ledger_agreement,
-    post_feedback,
-)
+from bench.live_calibrate import calibrate_all, ledger_agreement, post_feedback  # noqa: E402
 from bench.live_questions import build_questions, split  # noqa: E402
-from bench.live_report import Prices, fit_learned, outcomes, price_report  # noqa: E402
+from bench.live_reload import (  # noqa: E402
+    calibrate_from_ledger,
+    model_processes,
+    policy_in_force,
+    policy_summary,
+    processes_unchanged,
+    put_policy,
+)
+from bench.live_report import (  # noqa: E402
+    Prices,
+    fit_learned,
+    learned_vs_best,
+    outcomes,
+    price_report,
+)
 from cascade.policy import CascadePolicy  # noqa: E402
 
 API_KEY = "sk-spillway-local"
@@ -57,14 +73,21 @@ OUT = REPO / "bench" / "results" / "live_cascade"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", help="A running Spillway with the cascade off (baselines).")
-    parser.add_argument("--spillway-url", help="With --url: the calibrated service to measure.")
+    parser.add_argument(
+        "--url", help="A running Spillway, cascade off at first; --key must be an admin key."
+    )
     parser.add_argument("--key", default=API_KEY, help="API key (default: local.yaml's).")
     parser.add_argument("--limit", type=int, help="Only the first N test questions (quick).")
     parser.add_argument("--json", action="store_true", help="Print one JSON object.")
     parser.add_argument("--per-domain", type=int, default=120, help="Questions per domain.")
     parser.add_argument("--concurrency", type=int, default=8, help="Requests in flight.")
     parser.add_argument("--target", default="quality=0.95", help="Calibration target.")
+    parser.add_argument(
+        "--stream-questions",
+        type=int,
+        default=48,
+        help="Test questions for the streaming step (first_k vs whole answer; 0 skips it).",
+    )
     parser.add_argument("--out", type=Path, default=OUT, help="Directory for files and plot.")
     parser.add_argument(
         "--replies",
@@ -94,7 +117,7 @@ def production_prices() -> tuple[tuple[float, float], tuple[float, float]]:
 
 
 @contextmanager
-def own_service(overrides: dict[str, Any]) -> Iterator[Any]:
+def own_service(overrides: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
     """local.yaml with real models, the overrides, its own ledger, on a free port."""
     import tempfile
 
@@ -105,7 +128,7 @@ def own_service(overrides: dict[str, Any]) -> Iterator[Any]:
         service, proc = start_service(Path(tmp), overrides, LOCAL_CONFIG)
         log(f"service ready at {service.base_url} in {time.perf_counter() - started:.0f} s")
         try:
-            yield service
+            yield service, proc
         finally:
             log(f"service stopped (exit {stop_service(proc)})")
 
@@ -124,6 +147,7 @@ def base_overrides(policy: dict[str, Any], difficulty: str | None = None) -> dic
     return {"small": data["small"], "large": data["large"], "cascade": policy, "router": router}
 
 
+LEARNED = ("--signal", "learned")
 CASCADE_OFF = {"default": {"signal": "mean_prob", "threshold": 0.0}}
 
 
@@ -150,25 +174,40 @@ def baselines(base_url: str, key: str, questions: list[Any], concurrency: int) -
     return {"small": small, "large": large, "cpu": rates, "seconds": time.perf_counter() - started}
 
 
-def feedback_loop(
-    service: Any, args: argparse.Namespace, calibration: list[Any], base: dict[str, Any]
-) -> CascadePolicy | None:
-    """The calibration part's answers judged through `POST /v1/feedback`, then thresholds from
-    the ledger (`--from-ledger`, the baseline's signal mean_prob): replayed beside the others.
-    A failure here is reported and the benchmark goes on without it."""
+def ledger_loop(
+    service: Any, args: argparse.Namespace, calibration: list[Any], test: list[Any], base: Any
+) -> tuple[dict[str, CascadePolicy], dict[str, Any]] | None:
+    """Step 2: the calibration part's answers judged through `POST /v1/feedback`, thresholds
+    from those ledger rows (`--from-ledger`, the baseline's signal mean_prob) put in force with
+    `--apply`, then the test part under them; also the learned signal fitted on the rows'
+    recorded signals (`--signal learned`, replayed). A failure is reported, the run goes on."""
     try:
         sent = post_feedback(
             service.base_url, args.key, [base["small"][q.qid] for q in calibration]
         )
         large_quality = sum(base["large"][q.qid].correct for q in calibration) / len(calibration)
-        policy = calibrate_from_ledger(
-            service.ledger_path, large_quality, args.target, args.out / "from_ledger.yaml"
-        )
-        log(f"{sent} feedback posts; thresholds from the ledger: {policy.model_dump(mode='json')}")
-        return policy
+        fit = (service.ledger_path, large_quality, args.target)
+        learned = calibrate_from_ledger(*fit, args.out / "from_ledger_learned.yaml", *LEARNED)
+        log(f"learned signal from the ledger: {learned.default.model_dump(mode='json')}")
+        apply = ("--apply", service.base_url, "--api-key", args.key)
+        policy = calibrate_from_ledger(*fit, args.out / "from_ledger.yaml", *apply)
+        log(f"{sent} feedback posts; thresholds from the ledger applied: {policy.model_dump()}")
+        live = test_pass(service.base_url, args.key, test, args.concurrency)
+        live["ledger_agreement"] = ledger_agreement(service.ledger_path, live["replies"])
+        return {"mean_prob": policy, "learned": learned}, live
     except Exception as error:  # the loop is an extra: report it, keep the main results
-        log(f"feedback loop failed: {error}")
+        log(f"ledger loop failed: {error}")
         return None
+
+
+def test_pass(base_url: str, key: str, test: list[Any], concurrency: int) -> dict[str, Any]:
+    """The test part with `model: auto` under the policy in force, which is recorded."""
+    state = policy_summary(policy_in_force(base_url, key))
+    log(f"policy in force: source {state['source']}, version {state['version']}")
+    started = time.perf_counter()
+    client = make_client(base_url, key)
+    replies = ask_all(client, test, "auto", concurrency=concurrency, progress=log)
+    return {"replies": replies, "policy": state, "seconds": time.perf_counter() - started}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -179,29 +218,75 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     args.out.mkdir(parents=True, exist_ok=True)
     log(f"{len(calibration)} calibration and {len(test)} test questions")
     meta: dict[str, Any] = {"calibration_questions": len(calibration), "test_questions": len(test)}
-    ledger_policy = None
-    if args.replies:
-        base = recorded(args.replies)
-    elif args.url:
-        base = baselines(args.url, args.key, calibration + test, args.concurrency)
-    else:
-        with own_service(base_overrides(CASCADE_OFF)) as service:
-            base = baselines(service.base_url, args.key, calibration + test, args.concurrency)
-            ledger_policy = feedback_loop(service, args, calibration, base)
-    replies: dict[str, dict[str, Any]] = {"small": base["small"], "large": base["large"]}
     small_usd, large_usd = production_prices()
     usd = Prices("production.yaml (8B/70B)", "USD", small_usd, large_usd)
-    cal = calibrate_all(calibration, test, replies, usd, args.target, args.out, log)
-    if ledger_policy is not None:
-        cal["policies"]["cascade from ledger feedback (mean_prob)"] = ledger_policy
-    live = None if args.replies else measure_spillway(args, test, cal, meta)
-    if live is not None:
-        replies["spillway"] = live
+    if args.replies:
+        base = recorded(args.replies)
+        replies: dict[str, dict[str, Any]] = {"small": base["small"], "large": base["large"]}
+        cal = calibrate_all(calibration, test, replies, usd, args.target, args.out, log)
+    elif args.url:
+        base = baselines(args.url, args.key, calibration + test, args.concurrency)
+        replies = {"small": base["small"], "large": base["large"]}
+        cal = calibrate_all(calibration, test, replies, usd, args.target, args.out, log)
+        replies["spillway"] = applied_pass(args.url, args, test, cal, meta, None)
+        streaming_step(args.url, args, test, meta)
+    else:
+        with own_service(base_overrides(CASCADE_OFF)) as (service, proc):
+            before = model_processes(proc.pid)
+            base = baselines(service.base_url, args.key, calibration + test, args.concurrency)
+            replies = {"small": base["small"], "large": base["large"]}
+            loop = ledger_loop(service, args, calibration, test, base)
+            cal = calibrate_all(calibration, test, replies, usd, args.target, args.out, log)
+            if loop is not None:
+                for signal, policy in loop[0].items():
+                    cal["policies"][f"cascade from ledger feedback ({signal})"] = policy
+                replies["spillway_from_ledger"] = loop[1].pop("replies")
+                meta["from_ledger"] = loop[1]
+            replies["spillway"] = applied_pass(service.base_url, args, test, cal, meta, service)
+            streaming_step(service.base_url, args, test, meta)
+            after = model_processes(proc.pid)
+            meta["model_processes"] = {
+                "before": before,
+                "after": after,
+                "unchanged": processes_unchanged(before, after),
+            }
+            log(f"model processes unchanged: {meta['model_processes']['unchanged']}")
     meta |= {"baseline_seconds": base["seconds"], "cpu_seconds_per_token": base["cpu"]}
     meta |= {k: cal[k] for k in ("signal", "calibration_auroc", "thresholds", "skip_below")}
     result = report(args, calibration, test, replies, cal, usd, base["cpu"], meta)
     _save(args.out, replies, result)
     return result
+
+
+def applied_pass(
+    base_url: str,
+    args: argparse.Namespace,
+    test: list[Any],
+    cal: dict[str, Any],
+    meta: dict[str, Any],
+    service: Any,
+) -> dict[str, Any]:
+    """Step 4: the calibrated thresholds (no skip: the scorer is loaded only at start) put in
+    force with `PUT /v1/admin/cascade`, then the test part; the ledger checked when it is ours."""
+    put_policy(base_url, args.key, cal["policies"]["cascade alone"])
+    live = test_pass(base_url, args.key, test, args.concurrency)
+    if service is not None:
+        live["ledger_agreement"] = ledger_agreement(service.ledger_path, live["replies"])
+    replies: dict[str, Any] = live.pop("replies")
+    meta["spillway"] = live
+    return replies
+
+
+def streaming_step(base_url: str, args: argparse.Namespace, test: list[Any], meta: Any) -> None:
+    """Step 5 (bench/live_stream.py): a stream decided after k tokens vs on the whole answer."""
+    from bench.live_stream import stream_tradeoff
+
+    if args.stream_questions > 0:
+        meta["streaming"] = stream_tradeoff(
+            lambda: make_client(base_url, args.key), base_url, args.key,
+            test[: args.stream_questions], cascade_off=CascadePolicy.model_validate(CASCADE_OFF),
+            log=log,
+        )  # fmt: skip
 
 
 def recorded(path: Path) -> dict[str, Any]:
@@ -218,30 +303,11 @@ def recorded(path: Path) -> dict[str, Any]:
     return replies | {"cpu": meta["cpu_seconds_per_token"], "seconds": meta["baseline_seconds"]}
 
 
-def measure_spillway(
-    args: argparse.Namespace, test: list[Any], cal: dict[str, Any], meta: dict[str, Any]
-) -> dict[str, Any] | None:
-    """Step 3: the test part through the calibrated service (own, or --spillway-url)."""
-    if args.url and not args.spillway_url:
-        return None
-    started = time.perf_counter()
-    if args.spillway_url:
-        client = make_client(args.spillway_url, args.key)
-        live = ask_all(client, test, "auto", concurrency=args.concurrency, progress=log)
-    else:
-        policy = cal["policies"]["both"].model_dump(mode="json")
-        with own_service(base_overrides(policy, cal["scorer"])) as service:
-            client = make_client(service.base_url, args.key)
-            live = ask_all(client, test, "auto", concurrency=args.concurrency, progress=log)
-            meta["ledger_agreement"] = ledger_agreement(service.ledger_path, live)
-    meta["spillway_seconds"] = time.perf_counter() - started
-    return live
-
-
 HEADLINE = (
     "always_small",
     "always_large",
     "spillway",
+    "spillway_from_ledger",
     "apgr",
     "random_apgr",
     "apgr_ci",
@@ -278,6 +344,9 @@ def report(
     }
     _plot(test, replies, usd, learned, reports["USD"], cal["signal"], args.out)
     headline = reports["USD"]
+    ledger_learned = cal["policies"].get("cascade from ledger feedback (learned)")
+    if ledger_learned is not None:
+        meta["learned_from_ledger"] = learned_vs_best(test, replies["small"], ledger_learned)
     result: dict[str, Any] = {key: headline[key] for key in HEADLINE if key in headline}
     return result | {"usd": headline, "cpu_seconds": reports["CPU-s"], "meta": meta}
 
@@ -289,9 +358,9 @@ def _plot(
 
     rows = outcomes(test, replies["small"], replies["large"], usd, learned)
     points = {f"replay {k}": (v["share_large"], v["accuracy"]) for k, v in report["replay"].items()}
-    if "spillway" in report:
-        live = report["spillway"]
-        points["Spillway live"] = (live["share_escalated"], live["accuracy"])
+    for key, label in (("spillway", "Spillway live"), ("spillway_from_ledger", "live, ledger")):
+        if key in report:
+            points[label] = (report[key]["share_escalated"], report[key]["accuracy"])
     signals = [s for s in ("mean_prob", "geometric_mean", "min_prob", "first_k", "learned")]
     title = f"Deferral curves, {len(rows)} test questions (main signal: {signal})"
     plot_deferral(rows, signals, points, out / "deferral.png", title)

@@ -141,8 +141,8 @@ def price_report(
     report["replay"] = {
         name: _replayed(rows, test, policy, small_enough) for name, policy in policies.items()
     }
-    if live:
-        report["spillway"] = _live(test, live, small, large, prices, lc, l_cost)
+    for name in (k for k in replies if k.startswith("spillway")):  # each live pass
+        report[name] = _live(test, replies[name], small, large, prices, lc, l_cost)
     report["per_route"] = _per_route(rows, test, live, main_signal)
     return report
 
@@ -234,3 +234,22 @@ def _per_route(
             entry["share_escalated"] = float(np.mean([r.escalated for r in answers]))
         routes[route] = entry
     return routes
+
+
+def learned_vs_best(
+    test: list[Any], small: dict[str, Any], policy: CascadePolicy
+) -> dict[str, Any]:
+    """Test-part AUROC of the learned signal fitted from ledger feedback, beside each single
+    signal's (for "the small answer is right")."""
+    learned = policy.default.learned
+    assert learned is not None
+    replies = [small[q.qid] for q in test]
+    right = [r.correct for r in replies]
+    single = {n: auroc([r.signals.get(n, 0.0) for r in replies], right) for n in FEATURE_NAMES}
+    best = max(single, key=lambda n: single[n] or 0.0)
+    return {
+        "auroc": auroc([learned.score_features(r.signals) for r in replies], right),
+        "best_single": best,
+        "best_single_auroc": single[best],
+        "coefficients": learned.model_dump(mode="json"),
+    }

@@ -20,6 +20,12 @@ def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+LIVE_PASSES = {
+    "spillway_from_ledger": "Spillway live, thresholds from ledger feedback (reloaded)",
+    "spillway": "Spillway live, calibrated cascade (reloaded)",
+}
+
+
 def strategies_table(report: dict[str, Any]) -> list[str]:
     unit = report["unit"]
     lines = [
@@ -33,10 +39,12 @@ def strategies_table(report: dict[str, Any]) -> list[str]:
             f"| {name} | {_pct(s['accuracy'])}{_ci(s['accuracy_ci'])} | {s['cost_per_1k']:.4g} "
             "| | |"
         )
-    if "spillway" in report:
-        s = report["spillway"]
+    for key, label in LIVE_PASSES.items():
+        if key not in report:
+            continue
+        s = report[key]
         lines.append(
-            f"| **Spillway live** (skip + cascade) | {_pct(s['accuracy'])}{_ci(s['accuracy_ci'])} "
+            f"| **{label}** | {_pct(s['accuracy'])}{_ci(s['accuracy_ci'])} "
             f"| {s['cost_per_1k']:.4g} | {_pct(s['quality_vs_large'])}"
             f"{_ci(s['quality_vs_large_ci'])} | {_pct(s['cost_saved_vs_large'])}"
             f"{_ci(s['cost_saved_vs_large_ci'])} |"
@@ -80,6 +88,39 @@ def summary(result: dict[str, Any]) -> str:
             f"{_pct(r['large_accuracy'])} | {_pct(r.get('spillway_accuracy'))} | "
             f"{_pct(r.get('share_escalated'))} |"
         )
-    if "ledger_agreement" in meta:
-        lines += ["", f"Ledger vs responses: {meta['ledger_agreement']}"]
+    for step in ("from_ledger", "spillway"):
+        if step in meta:
+            m = meta[step]
+            lines.append(
+                f"{step}: policy {m['policy']['source']} v{m['policy']['version']}, ledger vs "
+                f"responses {m.get('ledger_agreement')}"
+            )
+    if "model_processes" in meta:
+        lines.append(f"Model processes unchanged: {meta['model_processes']['unchanged']}")
+    if "learned_from_ledger" in meta:
+        m = meta["learned_from_ledger"]
+        lines.append(
+            f"Learned signal fitted from ledger feedback: test AUROC {_num(m['auroc'])} "
+            f"(best single: {m['best_single']} {_num(m['best_single_auroc'])})"
+        )
+    lines += streaming_lines(meta.get("streaming"))
     return "\n".join(lines)
+
+
+def streaming_lines(streaming: dict[str, Any] | None) -> list[str]:
+    if not streaming:
+        return []
+    lines = [
+        "",
+        f"Streaming, {streaming['questions']} questions with a reason first "
+        f"(small answer tokens {streaming['small_answer_tokens']}):",
+        "| policy | accuracy | escalated | median TTFT s (accepted / escalated) |",
+        "|---|---|---|---|",
+    ]
+    for name, p in streaming["policies"].items():
+        lines.append(
+            f"| {name} | {_pct(p['accuracy'])} | {_pct(p['share_escalated'])} | "
+            f"{_num(p['ttft_median_s'])} ({_num(p['ttft_median_accepted_s'])} / "
+            f"{_num(p['ttft_median_escalated_s'])}) |"
+        )
+    return lines

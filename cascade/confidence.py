@@ -204,17 +204,37 @@ class LearnedSignal(BaseModel):
 
         ``regularization`` is scikit-learn's ``C`` (inverse L2 strength).
         """
-        from sklearn.linear_model import LogisticRegression
-
         if len(answers) != len(good):
             raise ValueError(f"{len(answers)} answers but {len(good)} labels")
+        features = [confidence_features(a, quantile=quantile, first_k=first_k) for a in answers]
+        return cls.fit_features(
+            features, good, quantile=quantile, first_k=first_k, regularization=regularization
+        )
+
+    @classmethod
+    def fit_features(
+        cls,
+        features: Sequence[dict[str, float]],
+        good: Sequence[bool],
+        *,
+        quantile: float = 0.1,
+        first_k: int = 8,
+        regularization: float = 1.0,
+    ) -> LearnedSignal:
+        """Fit on already computed features (as recorded in the ledger's `signals`), which must
+        have been computed with this `quantile` and `first_k`; every feature is required."""
+        from sklearn.linear_model import LogisticRegression
+
+        if len(features) != len(good):
+            raise ValueError(f"{len(features)} answers but {len(good)} labels")
         labels = [bool(g) for g in good]
         if len(set(labels)) < 2:
             raise ValueError("fitting needs both good and bad answers")
-        rows = [
-            [confidence_features(a, quantile=quantile, first_k=first_k)[n] for n in FEATURE_NAMES]
-            for a in answers
-        ]
+        for i, row in enumerate(features):
+            missing = [n for n in FEATURE_NAMES if n not in row]
+            if missing:
+                raise ValueError(f"answer {i} lacks features {missing}")
+        rows = [[row[n] for n in FEATURE_NAMES] for row in features]
         model = LogisticRegression(C=regularization, max_iter=1000).fit(rows, labels)
         return cls(
             intercept=float(model.intercept_[0]),

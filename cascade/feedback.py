@@ -34,9 +34,16 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cascade.confidence import LearnedSignal
 from cascade.outcomes import OutcomeColumns
 
-__all__ = ["FeedbackError", "FeedbackOutcomes", "FeedbackRecord", "feedback_outcomes"]
+__all__ = [
+    "FeedbackError",
+    "FeedbackOutcomes",
+    "FeedbackRecord",
+    "feedback_outcomes",
+    "fit_learned_from_feedback",
+]
 
 
 class FeedbackError(ValueError):
@@ -139,3 +146,41 @@ def feedback_outcomes(
         large_quality=assumed,
         fallback_routes=sorted(set(by_route) - set(groups)),
     )
+
+
+def fit_learned_from_feedback(
+    signals: Sequence[dict[str, float] | None],
+    scores: Sequence[float],
+    escalated: Sequence[bool],
+    *,
+    quantile: float = 0.1,
+    first_k: int = 8,
+) -> LearnedSignal:
+    """The learned signal (logistic regression over the other signals) fitted on feedback.
+
+    Only accepted answers with recorded signals are used: there the feedback judges the small
+    answer (score >= 0.5 counts as good); on escalated ones it judges the large answer. The
+    fit therefore sees only answers the policy in force accepted (with a threshold of 0, all).
+    `quantile` and `first_k` must be the settings the signals were computed with.
+    """
+    picked = [
+        (features, score >= 0.5)
+        for features, score, up in zip(signals, scores, escalated, strict=True)
+        if features is not None and not up
+    ]
+    labels = {good for _, good in picked}
+    if len(labels) < 2:
+        raise FeedbackError(
+            f"the learned signal needs accepted answers judged both right and wrong with their "
+            f"signals recorded; found {len(picked)} accepted answer(s) with signals, "
+            f"all {'right' if True in labels else 'wrong'}"
+            if picked
+            else "the learned signal needs ledger rows with signals (written since migration "
+            "0006) and feedback on accepted answers; found none"
+        )
+    try:
+        return LearnedSignal.fit_features(
+            [f for f, _ in picked], [g for _, g in picked], quantile=quantile, first_k=first_k
+        )
+    except ValueError as error:
+        raise FeedbackError(str(error)) from None

@@ -55,8 +55,13 @@ def _score_options(command: Any) -> Any:
         ),
         click.option(
             "--signal",
-            type=click.Choice(["mean_prob", "geometric_mean", "min_prob", "quantile", "first_k"]),
-            help="Compute the score with this confidence signal from each record's `logprobs`.",
+            type=click.Choice(
+                ["mean_prob", "geometric_mean", "min_prob", "quantile", "first_k", "learned"]
+            ),
+            help="Compute the score with this confidence signal from each record's `logprobs`. "
+            "With --from-ledger: calibrate rows decided with this signal; `learned` fits the "
+            "logistic regression over the signals the ledger recorded (needs feedback on "
+            "accepted answers judged right and wrong).",
         ),
         click.option(
             "--scorer",

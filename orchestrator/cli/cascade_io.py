@@ -98,6 +98,12 @@ def load_scored(
     given = [x for x in (score_field, signal, scorer_dir) if x is not None]
     if len(given) > 1:
         raise click.UsageError("give only one of --score-field, --signal and --scorer")
+    if signal == "learned":
+        raise click.UsageError(
+            "--signal learned is fitted from feedback on the ledger's recorded signals: use it "
+            "with `calibrate --from-ledger` (for an outcome file, fit it and give its scores "
+            "with --score-field)"
+        )
     field = score_field or ("score" if not given else None)
     outcomes = read_outcome_file(path, field)
     if scorer_dir is not None:

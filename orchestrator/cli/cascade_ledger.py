@@ -16,6 +16,7 @@ import click
 
 if TYPE_CHECKING:
     from cascade.calibrate import Calibration, Target
+    from cascade.confidence import LearnedSignal
     from cascade.feedback import FeedbackRecord
     from cascade.policy import CascadePolicy
 
@@ -74,15 +75,30 @@ def ledger_source(
     return config.ledger.resolved_url(), config.cascade
 
 
-def _records(rows: list[dict[str, Any]], signal: str | None) -> tuple[list[FeedbackRecord], str]:
-    """Rows of one confidence signal (``signal``, else the most common) as feedback records."""
+def _record(row: dict[str, Any], confidence: float) -> FeedbackRecord:
     from cascade.feedback import FeedbackRecord
 
+    return FeedbackRecord(
+        route=row["adapter"] or row["route"] or "base",
+        confidence=confidence,
+        escalated=bool(row["escalated"]),
+        score=row["feedback_score"],
+        small_cost=float(row["cost_small_usd"]),
+        large_cost=float(row["cost_large_usd"] if row["escalated"] else row["baseline_cost_usd"]),
+    )
+
+
+def _no_rows() -> click.ClickException:
+    return click.ClickException(
+        "no ledger rows with feedback to calibrate on (feedback is stored by POST "
+        "/v1/feedback; only queries the cascade decided after generation count)"
+    )
+
+
+def _records(rows: list[dict[str, Any]], signal: str | None) -> tuple[list[FeedbackRecord], str]:
+    """Rows of one confidence signal (``signal``, else the most common) as feedback records."""
     if not rows:
-        raise click.ClickException(
-            "no ledger rows with feedback to calibrate on (feedback is stored by POST "
-            "/v1/feedback; only queries the cascade decided after generation count)"
-        )
+        raise _no_rows()
     counts = Counter(str(row["confidence_signal"]) for row in rows)
     chosen = signal or counts.most_common(1)[0][0]
     if chosen not in counts:
@@ -93,20 +109,46 @@ def _records(rows: list[dict[str, Any]], signal: str | None) -> tuple[list[Feedb
     if skipped:
         click.echo(f"warning: skipped {skipped} row(s) decided with another signal", err=True)
     records = [
-        FeedbackRecord(
-            route=row["adapter"] or row["route"] or "base",
-            confidence=row["confidence"],
-            escalated=bool(row["escalated"]),
-            score=row["feedback_score"],
-            small_cost=float(row["cost_small_usd"]),
-            large_cost=float(
-                row["cost_large_usd"] if row["escalated"] else row["baseline_cost_usd"]
-            ),
-        )
-        for row in rows
-        if str(row["confidence_signal"]) == chosen
+        _record(row, row["confidence"]) for row in rows if str(row["confidence_signal"]) == chosen
     ]
     return records, chosen
+
+
+def _learned_records(
+    rows: list[dict[str, Any]], base: CascadePolicy | None
+) -> tuple[list[FeedbackRecord], LearnedSignal]:
+    """`--signal learned`: the logistic regression fitted on the rows' recorded signals (the
+    ledger's `signals`), whatever signal decided them; each row scored with it."""
+    from cascade.feedback import fit_learned_from_feedback
+
+    if not rows:
+        raise _no_rows()
+    kept = [row for row in rows if row["signals"] is not None]
+    if len(kept) < len(rows):
+        click.echo(f"warning: skipped {len(rows) - len(kept)} row(s) without signals", err=True)
+    settings = base.default if base is not None else None
+    learned = fit_learned_from_feedback(
+        [row["signals"] for row in kept],
+        [row["feedback_score"] for row in kept],
+        [bool(row["escalated"]) for row in kept],
+        quantile=settings.quantile if settings else 0.1,
+        first_k=settings.first_k if settings else 8,
+    )
+    return [_record(row, learned.score_features(row["signals"])) for row in kept], learned
+
+
+def _learned_base(base: CascadePolicy | None, learned: LearnedSignal) -> CascadePolicy:
+    """The serving policy (or a default one) with every route on the fitted learned signal."""
+    from cascade.policy import CascadePolicy, RoutePolicy, Signal
+
+    def on_learned(route: RoutePolicy) -> RoutePolicy:
+        return route.model_copy(update={"signal": Signal.learned, "learned": learned})
+
+    start = base or CascadePolicy(default=RoutePolicy(threshold=0.0))
+    return CascadePolicy(
+        default=on_learned(start.default),
+        routes={name: on_learned(route) for name, route in start.routes.items()},
+    )
 
 
 def calibrate_from_ledger(
@@ -130,8 +172,12 @@ def calibrate_from_ledger(
         rows = read_feedback_rows(url)
     except LedgerError as error:
         raise click.ClickException(str(error)) from None
-    records, chosen = _records(rows, signal)
     try:
+        if signal == "learned":
+            records, learned = _learned_records(rows, base)
+            chosen, base = signal, _learned_base(base, learned)
+        else:
+            records, chosen = _records(rows, signal)
         data = feedback_outcomes(
             records, min_route_records=min_route_records, large_quality=large_quality
         )

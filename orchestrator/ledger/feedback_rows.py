@@ -10,6 +10,7 @@ When a query has several feedback entries, the latest one counts.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,6 +41,7 @@ FEEDBACK_COLUMNS = (
     "cost_small_usd",
     "cost_large_usd",
     "baseline_cost_usd",
+    "signals",
 )
 
 
@@ -72,6 +74,13 @@ def _query() -> sa.Select[Any]:
     )
 
 
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    """`signals` (JSON text, migration 0006) as a dict; None on rows without it."""
+    if row["signals"] is not None:
+        row["signals"] = json.loads(row["signals"])
+    return row
+
+
 def open_ledger(url: str) -> Engine:
     """An engine on an existing ledger; clear errors for a bad URL, a missing file or table."""
     try:
@@ -95,7 +104,7 @@ def read_feedback_rows(url: str) -> list[dict[str, Any]]:
     engine = open_ledger(url)
     try:
         with engine.connect() as connection:
-            rows = [dict(row) for row in connection.execute(_query()).mappings()]
+            rows = [_decoded(dict(row)) for row in connection.execute(_query()).mappings()]
     except exc.DBAPIError as error:
         raise LedgerUnavailable(unavailable_message(engine, error)) from error
     finally:

@@ -14,6 +14,7 @@ row (IntegrityError, DataError) from a database that is gone (OperationalError).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC
@@ -57,7 +58,7 @@ def _copy_rows(raw: Any, rows: list[LedgerRow]) -> None:
         cursor.execute(_CREATE_STAGE)
         with cursor.copy(_COPY) as copy:
             for row in rows:
-                copy.write_row(tuple(getattr(row, name) for name in FIELDS))
+                copy.write_row(_stored_values(row))
         cursor.execute(_MERGE)
 
 
@@ -77,8 +78,19 @@ def _sqlite_converters() -> list[tuple[int, Callable[[Any], Any]]]:
 _CONVERTERS = _sqlite_converters()
 
 
-def _sqlite_values(row: LedgerRow) -> list[Any]:
+_SIGNALS = FIELDS.index("signals")
+
+
+def _stored_values(row: LedgerRow) -> list[Any]:
+    """The row's values in FIELDS order, `signals` as JSON text (its column is text)."""
     values = [getattr(row, name) for name in FIELDS]
+    if values[_SIGNALS] is not None:
+        values[_SIGNALS] = json.dumps(values[_SIGNALS], sort_keys=True)
+    return values
+
+
+def _sqlite_values(row: LedgerRow) -> list[Any]:
+    values = _stored_values(row)
     for index, convert in _CONVERTERS:
         values[index] = convert(values[index])
     return values

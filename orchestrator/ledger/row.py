@@ -100,6 +100,12 @@ class LedgerRow(BaseModel):
         "None when no adapter was used.",
     )
 
+    signals: dict[str, float] | None = Field(
+        None,
+        description="Every confidence signal of the small answer (the response's "
+        "`spillway.signals`), stored as a JSON object; None when no small answer was scored.",
+    )
+
     @field_validator("created_at")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:

@@ -136,6 +136,8 @@ ledger_table = sa.Table(
     sa.Column("query_text", sa.Text(), nullable=True),
     # The adapter version that answered, `name@N` (migration 0005); NULL: no adapter.
     _text("adapter_version"),
+    # Every confidence signal of the small answer, a JSON object (migration 0006); NULL: none.
+    sa.Column("signals", sa.Text(), nullable=True),
     # (created_at, query_id) serves time-range scans and keyset pagination in one index.
     sa.Index("ix_ledger_created_at", "created_at", "query_id"),
     sa.Index("ix_ledger_tenant_created_at", "tenant", "created_at"),

@@ -155,6 +155,7 @@ class QueryTrace:
             latency_total_ms=self.latency_ms.get("total"),
             faults=",".join(self.faults) or None,
             query_text=self.query_text,
+            signals=self.signals,
         )
 
     def _decision_fields(self) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """A slice of the live cascade benchmark through the real default (local.yaml's real models),
 with a difficulty scorer wired in: escalations, costs and ledger rows agree with the
-responses, and a query predicted too hard goes to the large model with no small attempt."""
+responses (every signal of the small answer included), and a query predicted too hard goes to
+the large model with no small attempt."""
 
 from __future__ import annotations
 
@@ -88,11 +89,14 @@ def test_slice_agrees_with_ledger_and_skips_predicted_hard(live_service: Running
             row[0]: row[1:]
             for row in db.execute(
                 "SELECT query_id, small_prompt_tokens, small_completion_tokens, cost_small_usd, "
-                "cost_large_usd, large_completion_tokens, confidence_signal FROM ledger"
+                "cost_large_usd, large_completion_tokens, confidence_signal, signals FROM ledger"
             )
         }
+    for reply in replies.values():  # every signal of a scored small answer is kept (0006)
+        stored = rows[reply.query_id][-1]
+        assert (json.loads(stored) if stored else {}) == reply.signals
     for reply in skipped:
-        small_prompt, small_completion, cost_small, cost_large, large_completion, signal = rows[
+        small_prompt, small_completion, cost_small, cost_large, large_completion, signal, _ = rows[
             reply.query_id
         ]
         assert (small_prompt, small_completion, Decimal(str(cost_small))) == (0, 0, Decimal(0))
