@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from orchestrator.api.ingress import IngressReplica
 from orchestrator.api.parts import ReplicaParts
+from orchestrator.backends.router_swap import check_artifact_labels
 from orchestrator.backends.seam import (
     Backends,
     ModelCalls,
@@ -238,7 +239,8 @@ async def apply_user_config(
     cascade = user_config.get(CASCADE_KEY)
     policy = None if cascade is None else validate_cascade(cascade, parts.config.router)
     path = user_config.get(ROUTER_ARTIFACT_KEY)
-    if path is not None and router is not None:
+    if path is not None and router is not None and str(path) != router.artifact_path:
+        check_artifact_labels(parts.config, str(path))  # the admin API's check, same message
         await router.swap(str(path))
     if policy is not None:
         parts.service.live_policy.replace(policy, SOURCE_USER_CONFIG)

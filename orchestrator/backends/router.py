@@ -76,6 +76,19 @@ class RouterDeployment:
             "abstain_threshold": router.manifest.abstain_threshold,
         }
 
+    async def swap(self, artifact_path: str) -> dict[str, Any]:
+        """Load `artifact_path` (even the same path again) and route with it from the next
+        batch on; returns `info()`. A bad artifact is returned as a value, `{"error": why}`,
+        with the current artifact still in use (the admin API's `PUT /v1/admin/router`)."""
+        loop = asyncio.get_running_loop()
+        try:
+            new = await loop.run_in_executor(None, load_router, artifact_path)
+        except ArtifactError as error:
+            return {"error": str(error)}
+        old, self._router, self._artifact_path = self._router, new, str(artifact_path)
+        log.info("router artifact swapped %s -> %s (%s)", old.version, new.version, artifact_path)
+        return await self.info()
+
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Serve calls this with the deployment's ``user_config``; swaps to a new artifact."""
         path = user_config.get("artifact_path")

@@ -31,6 +31,7 @@ __all__ = [
     "ConfigError",
     "SpillwayConfig",
     "load_config",
+    "router_label_problems",
     "validate_cascade",
     "validate_config_dict",
     "with_cascade_file",
@@ -154,6 +155,22 @@ def validate_cascade(data: Any, router: RouterSettings) -> CascadePolicy:
             ],
         )
     return policy
+
+
+def router_label_problems(config: SpillwayConfig, labels: list[str]) -> list[str]:
+    """What a replacement router artifact with these labels would break: each label the
+    config maps to an adapter (`router.adapters`, a tenant's `adapters`) that the artifact
+    cannot predict, so that adapter would get no query. Empty: the labels fit."""
+    known = set(labels)
+    problems = [
+        f"router.adapters.{label}"
+        for label, adapter in config.router.adapters.items()
+        if adapter is not None and label not in known
+    ]
+    for index, tenant in enumerate(config.tenants):
+        missing = [label for label in tenant.adapters if label not in known]
+        problems += [f"tenants[{index}].adapters.{label}" for label in missing]
+    return problems
 
 
 def _unique_keys(digests: dict[str, set[str]]) -> None:
