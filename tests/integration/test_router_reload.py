@@ -201,6 +201,12 @@ def test_router_apply_command(tmp_path: Path, backend_url: str, routers: dict[st
         assert now["artifact_version"] == answer["artifact_version"]
 
 
+def test_router_apply_to_an_unreachable_service_says_so(routers: dict[str, Path]) -> None:
+    refused = _apply(routers["a"], f"http://127.0.0.1:{free_port()}")
+    assert refused.exit_code == 1 and "/v1/admin/router" in refused.output
+    assert "keeps its router" in refused.output
+
+
 def _records(path: Path, every: int) -> list[dict[str, Any]]:
     rows = [json.loads(line) for line in path.read_text().split("\n") if line.strip()]
     return [row for i, row in enumerate(rows) if i % every == 0]
