@@ -27,7 +27,12 @@ from orchestrator.backends.seam import (
     router_handle_calls,
     router_local_calls,
 )
-from orchestrator.config import SpillwayConfig, load_config, validate_cascade
+from orchestrator.config import (
+    SpillwayConfig,
+    adapter_label_entries,
+    load_config,
+    validate_cascade,
+)
 from orchestrator.config.settings import PLACEMENT_DEPLOYMENT, ModelSettings
 from orchestrator.dashboard import StatsSource
 from orchestrator.dashboard.stats_tenants import spend_reader
@@ -105,6 +110,7 @@ def _router_deployment(serve: Any, config: SpillwayConfig, logs: dict[str, Any])
         max_batch_size=settings.max_batch_size,
         batch_wait_timeout_s=settings.batch_wait_timeout_s,
         difficulty_path=settings.difficulty_artifact,
+        adapter_labels=adapter_label_entries(config),
     )
 
 

@@ -9,12 +9,13 @@ query (a difficulty scorer or another service's router given by mistake).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from orchestrator.config import SpillwayConfig, router_label_problems
 from router_training.manifest import ArtifactError, read_manifest
 
-__all__ = ["check_artifact_labels"]
+__all__ = ["check_artifact_labels", "label_entry_problems", "missing_labels_error"]
 
 
 def check_artifact_labels(config: SpillwayConfig, artifact_path: str) -> list[str]:
@@ -26,9 +27,20 @@ def check_artifact_labels(config: SpillwayConfig, artifact_path: str) -> list[st
         raise ArtifactError(f"{artifact_path!r}: not a usable path ({error})") from None
     problems = router_label_problems(config, manifest.labels)
     if problems:
-        raise ArtifactError(
-            f"{artifact_path}: its labels ({', '.join(manifest.labels)}) lack what the config "
-            f"routes to an adapter: {', '.join(problems)}; that adapter would get no query "
-            "(train the router on the same labels, or change the config first)"
-        )
+        raise missing_labels_error(artifact_path, manifest.labels, problems)
     return list(manifest.labels)
+
+
+def label_entry_problems(entries: Sequence[tuple[str, str]], labels: Sequence[str]) -> list[str]:
+    """The config entries (label, where) whose label is not among `labels` (for the Router
+    deployment, which gets the entries instead of the whole config)."""
+    known = set(labels)
+    return [where for label, where in entries if label not in known]
+
+
+def missing_labels_error(path: str, labels: Sequence[str], problems: list[str]) -> ArtifactError:
+    return ArtifactError(
+        f"{path}: its labels ({', '.join(labels)}) lack what the config routes to an adapter: "
+        f"{', '.join(problems)}; that adapter would get no query (train the router on the same "
+        "labels, or change the config first)"
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from orchestrator.config.loader import (
     ConfigError,
     SpillwayConfig,
+    adapter_label_entries,
     load_config,
     router_label_problems,
     validate_cascade,
@@ -23,6 +24,7 @@ __all__ = [
     "ConfigError",
     "SpillwayConfig",
     "TenantSettings",
+    "adapter_label_entries",
     "load_config",
     "router_label_problems",
     "validate_cascade",

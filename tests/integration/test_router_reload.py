@@ -259,12 +259,16 @@ class _Handle:
 
 def test_router_deployment_swap_through_its_handle_calls(routers: dict[str, Path]) -> None:
     """`placement: deployment`: the Router deployment's `swap` loads the new artifact or
-    answers the error as a value; the handle calls raise it as ArtifactError."""
+    answers the error as a value (the handle calls raise it as ArtifactError); it and the
+    user_config path refuse an artifact without a label the config routes to an adapter."""
     from orchestrator.backends.router import RouterDeployment
     from orchestrator.backends.seam import router_handle_calls
 
     async def scenario() -> None:
-        deployment = RouterDeployment(str(routers["a"]), batch_wait_timeout_s=0.0)
+        entries = [("legal", "router.adapters.legal"), ("code", "router.adapters.code")]
+        deployment = RouterDeployment(
+            str(routers["a"]), batch_wait_timeout_s=0.0, adapter_labels=entries
+        )
         calls = router_handle_calls(_Handle(deployment))
         assert calls.swap is not None
         assert (await calls.route(LEGAL)).label == "legal"
@@ -273,6 +277,11 @@ def test_router_deployment_swap_through_its_handle_calls(routers: dict[str, Path
         assert (await calls.route(LEGAL)).label == "medical"
         with pytest.raises(ArtifactError, match="not a directory"):
             await calls.swap(str(routers["b"] / "missing"))
+        with pytest.raises(ArtifactError, match=r"router\.adapters\.legal"):
+            await calls.swap(str(routers["narrow"]))
+        with pytest.raises(ArtifactError, match=r"router\.adapters\.legal"):  # user_config
+            deployment.reconfigure({"artifact_path": str(routers["narrow"])})
         assert (await calls.info())["artifact_version"] == now["artifact_version"]
+        assert (await calls.route(LEGAL)).label == "medical"
 
     asyncio.run(scenario())
