@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from orchestrator.api.ingress import IngressReplica
 from orchestrator.api.parts import ReplicaParts
 from orchestrator.api.priority import set_process_niceness
+from orchestrator.backends.router_swap import check_artifact_labels
 from orchestrator.backends.seam import (
     Backends,
     ModelCalls,
@@ -27,7 +28,12 @@ from orchestrator.backends.seam import (
     router_handle_calls,
     router_local_calls,
 )
-from orchestrator.config import SpillwayConfig, load_config, validate_cascade
+from orchestrator.config import (
+    SpillwayConfig,
+    adapter_label_entries,
+    load_config,
+    validate_cascade,
+)
 from orchestrator.config.settings import PLACEMENT_DEPLOYMENT, ModelSettings
 from orchestrator.dashboard import StatsSource
 from orchestrator.dashboard.stats_tenants import spend_reader
@@ -105,6 +111,7 @@ def _router_deployment(serve: Any, config: SpillwayConfig, logs: dict[str, Any])
         max_batch_size=settings.max_batch_size,
         batch_wait_timeout_s=settings.batch_wait_timeout_s,
         difficulty_path=settings.difficulty_artifact,
+        adapter_labels=adapter_label_entries(config),
     )
 
 
@@ -239,7 +246,8 @@ async def apply_user_config(
     cascade = user_config.get(CASCADE_KEY)
     policy = None if cascade is None else validate_cascade(cascade, parts.config.router)
     path = user_config.get(ROUTER_ARTIFACT_KEY)
-    if path is not None and router is not None:
+    if path is not None and router is not None and str(path) != router.artifact_path:
+        check_artifact_labels(parts.config, str(path))  # the admin API's check, same message
         await router.swap(str(path))
     if policy is not None:
         parts.service.live_policy.replace(policy, SOURCE_USER_CONFIG)

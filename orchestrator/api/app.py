@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from orchestrator.api.admin import admin_router
+from orchestrator.api.admin_artifact import router_admin_router
 from orchestrator.api.admin_cascade import cascade_admin_router
 from orchestrator.api.chat import chat_router
 from orchestrator.api.errors import install_error_handlers
@@ -34,4 +35,5 @@ def create_app(parts: ReplicaParts) -> FastAPI:
     app.include_router(chat_router(parts))
     app.include_router(admin_router(parts))
     app.include_router(cascade_admin_router(parts))
+    app.include_router(router_admin_router(parts))
     return app

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cascade.policy import CascadePolicy
 from orchestrator.api.admin import PREFIX as ADMIN_PREFIX
 from orchestrator.api.admin import AddAdapter, Canary, Promote
+from orchestrator.api.admin_artifact import ROUTER_PATH, RouterArtifactBody
 from orchestrator.api.admin_cascade import CASCADE_PATH
 from orchestrator.query.request import ChatCompletionRequest, FeedbackRequest
 
@@ -28,7 +29,8 @@ ERROR_TEXT = {
     400: "Invalid request: bad JSON, a field out of range, an unknown field.",
     401: "Missing or unknown API key.",
     403: "The key may not use this endpoint (the stats and the admin API need an admin key).",
-    404: "No such model, adapter, adapter version, query or endpoint.",
+    404: "No such model, adapter, adapter version, query or endpoint (or a router that "
+    "cannot be replaced while it runs).",
     413: "The request body is over the configured limit.",
     429: "Rate limit or budget exceeded.",
     503: "A model backend is unavailable; retry after Retry-After seconds.",
@@ -41,6 +43,7 @@ BODY_MODELS: dict[tuple[str, str], type[BaseModel]] = {
     (ADMIN_PREFIX + "/{name}/promote", "post"): Promote,
     (ADMIN_PREFIX + "/{name}/canary", "post"): Canary,
     (CASCADE_PATH, "put"): CascadePolicy,
+    (ROUTER_PATH, "put"): RouterArtifactBody,
 }
 AUTHED_ERRORS = (400, 401, 429)
 
@@ -75,6 +78,8 @@ def error_statuses(path: str, method: str) -> tuple[int, ...]:
         statuses |= {403, 404}
     if path == CASCADE_PATH:
         statuses.add(403)
+    if path == ROUTER_PATH:
+        statuses |= {403, 404}
     if (path, method) in BODY_MODELS:
         statuses |= {413} if path == CASCADE_PATH else {404, 413}
     if path == "/v1/chat/completions":

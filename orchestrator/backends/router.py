@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from orchestrator.backends.router_swap import label_entry_problems, missing_labels_error
 from orchestrator.backends.types import RouteResult
 from router_training.artifact import ArtifactError, LoadedRouter, RoutePrediction, load_router
 
@@ -42,8 +43,12 @@ class RouterDeployment:
         max_batch_size: int = 32,
         batch_wait_timeout_s: float = 0.005,
         difficulty_path: str | None = None,
+        adapter_labels: Sequence[tuple[str, str]] = (),
     ) -> None:
         check_batching(max_batch_size, batch_wait_timeout_s)
+        # (label, config entry) pairs a replacement artifact must cover (the config's
+        # adapter routes; `orchestrator.config.adapter_label_entries`)
+        self._adapter_labels = list(adapter_labels)
         self._router: LoadedRouter = load_router(artifact_path)
         self._artifact_path = str(artifact_path)
         self._difficulty = None if difficulty_path is None else load_difficulty(difficulty_path)
@@ -76,14 +81,36 @@ class RouterDeployment:
             "abstain_threshold": router.manifest.abstain_threshold,
         }
 
+    async def swap(self, artifact_path: str) -> dict[str, Any]:
+        """Load `artifact_path` (even the same path again) and route with it from the next
+        batch on; returns `info()`. A bad artifact is returned as a value, `{"error": why}`,
+        with the current artifact still in use (the admin API's `PUT /v1/admin/router`)."""
+        loop = asyncio.get_running_loop()
+        try:
+            new = await loop.run_in_executor(None, self._load_checked, artifact_path)
+        except ArtifactError as error:
+            return {"error": str(error)}
+        old, self._router, self._artifact_path = self._router, new, str(artifact_path)
+        log.info("router artifact swapped %s -> %s (%s)", old.version, new.version, artifact_path)
+        return await self.info()
+
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Serve calls this with the deployment's ``user_config``; swaps to a new artifact."""
         path = user_config.get("artifact_path")
         if path is None or str(path) == self._artifact_path:
             return
-        new = load_router(path)  # raises ArtifactError; the current artifact stays in use
+        new = self._load_checked(str(path))  # raises ArtifactError; the current one stays
         old, self._router, self._artifact_path = self._router, new, str(path)
         log.info("router artifact swapped %s -> %s (%s)", old.version, new.version, path)
+
+    def _load_checked(self, path: str) -> LoadedRouter:
+        """Load a replacement artifact; ArtifactError if it does not load or lacks a label
+        the config routes to an adapter."""
+        new = load_router(path)
+        problems = label_entry_problems(self._adapter_labels, new.labels)
+        if problems:
+            raise missing_labels_error(path, new.labels, problems)
+        return new
 
     async def _route_batch(self, texts: list[str]) -> list[RouteResult]:
         router = self._router  # one artifact for the whole batch, even if a swap happens

@@ -98,10 +98,11 @@ class LocalRouter:
             "abstain_threshold": router.manifest.abstain_threshold,
         }
 
-    async def swap(self, artifact_path: str) -> None:
+    async def swap(self, artifact_path: str, reload: bool = False) -> None:
         """Load `artifact_path` and route with it from the next batch on; the same path again
-        does nothing. Raises (ArtifactError) with the current artifact still in use."""
-        if str(artifact_path) == self._artifact_path:
+        does nothing unless `reload` (the admin API reloads a directory retrained in place).
+        Raises (ArtifactError) with the current artifact still in use."""
+        if str(artifact_path) == self._artifact_path and not reload:
             return
         loop = asyncio.get_running_loop()
         new = await loop.run_in_executor(None, load_router, artifact_path)

@@ -21,6 +21,7 @@ from orchestrator.backends.types import (
     RouteResult,
     StreamDelta,
 )
+from router_training.manifest import ArtifactError
 
 if TYPE_CHECKING:  # the query path imports this module: it needs neither at run time
     from orchestrator.backends.remote import RemoteLLMDeployment
@@ -31,6 +32,7 @@ __all__ = [
     "ModelCalls",
     "ReadyCheck",
     "RouterCalls",
+    "RouterSwap",
     "compose_backends",
     "handle_backends",
     "model_handle_calls",
@@ -41,6 +43,9 @@ __all__ = [
 
 ReadyCheck = Callable[[], Awaitable[dict[str, str]]]
 """Raises when a backend cannot answer; else facts for /readyz (the router's version)."""
+RouterSwap = Callable[[str], Awaitable[dict[str, Any]]]
+"""Loads the artifact at a path and routes with it from the next batch on; returns the router's
+info. Raises ArtifactError with the current artifact still in use."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,10 @@ class Backends:
     # The small deployment re-reads the adapter registry and loads the serving versions now
     # (the admin API calls it after a change); returns what it serves. None: not supported.
     small_sync_adapters: Callable[[], Awaitable[dict[str, Any]]] | None = None
+    # The router's artifact in force (version, path, labels) and its replacement (the admin
+    # API's /v1/admin/router). None: not supported by these backends.
+    router_info: Callable[[], Awaitable[dict[str, Any]]] | None = None
+    router_swap: RouterSwap | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,7 @@ class RouterCalls:
     route: Callable[[str], Awaitable[RouteResult]]
     info: Callable[[], Awaitable[dict[str, Any]]]
     close: Callable[[], None] | None = None
+    swap: RouterSwap | None = None
 
 
 @dataclass(frozen=True)
@@ -93,12 +103,24 @@ def router_handle_calls(router: Any) -> RouterCalls:
         found: dict[str, Any] = await router.info.remote()
         return found
 
-    return RouterCalls(route, info)
+    async def swap(path: str) -> dict[str, Any]:
+        """On the replica the handle picks (errors come back as values)."""
+        answer: dict[str, Any] = await router.swap.remote(path)
+        if "error" in answer:
+            raise ArtifactError(answer["error"])
+        return answer
+
+    return RouterCalls(route, info, swap=swap)
 
 
 def router_local_calls(router: LocalRouter) -> RouterCalls:
     """A router loaded in this process (`router.placement: ingress`)."""
-    return RouterCalls(router.route, router.info, router.close)
+
+    async def swap(path: str) -> dict[str, Any]:
+        await router.swap(path, reload=True)
+        return await router.info()
+
+    return RouterCalls(router.route, router.info, router.close, swap)
 
 
 def model_handle_calls(model: Any) -> ModelCalls:
@@ -149,6 +171,8 @@ def compose_backends(router: RouterCalls, small: ModelCalls, large: ModelCalls) 
         ready,
         close,
         small.sync_adapters,
+        router.info,
+        router.swap,
     )
 
 

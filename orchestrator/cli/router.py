@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from orchestrator.cli.router_apply import apply_router_options
 from orchestrator.cli.router_options import (
     from_ledger_options,
     given_options,
@@ -162,6 +163,7 @@ def _gate_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @from_ledger_options
+@apply_router_options
 def train(**kwargs: Any) -> None:
     """Train a router on labelled queries and write its artifact.
 
@@ -177,6 +179,11 @@ def train(**kwargs: Any) -> None:
     if kwargs["from_ledger"] or kwargs["data"] is None:  # --data is extra rows there
         run_from_ledger(kwargs, {**options, "kind": kind})
         return
+    if kwargs["apply_url"] is not None:
+        raise click.UsageError(
+            "--apply is for --from-ledger (which applies only a router that beat the serving "
+            "one); put this router in service with `spillway router apply DIR --url URL`"
+        )
     try:
         report = train_router(
             kwargs["data"],
@@ -274,6 +281,27 @@ def predict(model: Path, as_json: bool, texts: tuple[str, ...]) -> None:
             f"(runner-up {prediction.runner_up} {prediction.runner_up_probability:.3f}){note}"
             f"  {text}"
         )
+
+
+@router.command()
+@click.argument("artifact", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--url", required=True, help="The running service, e.g. http://127.0.0.1:8000 (admin API)."
+)
+@click.option("--api-key", envvar="SPILLWAY_API_KEY", help="Admin key (or $SPILLWAY_API_KEY).")
+@click.option("--json", "as_json", is_flag=True, help="Print the service's answer as JSON.")
+def apply(artifact: Path, url: str, api_key: str | None, as_json: bool) -> None:
+    """Put the router ARTIFACT (a directory) in service on a running Spillway.
+
+    The service checks it (its labels cover the config's adapters; it loads) and swaps it in
+    for the next queries; a bad one is refused and the old one keeps serving. The path is
+    sent as an absolute path: the service must see the same file system. Reaches one replica:
+    with several, set the deployment's user_config instead (docs/router.md)."""
+    from orchestrator.cli.router_apply import apply_router, echo_applied, router_target
+
+    target = router_target(url, api_key)
+    assert target is not None
+    echo_applied(target, apply_router(target, artifact), as_json)
 
 
 @router.command()

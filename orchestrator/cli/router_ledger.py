@@ -6,7 +6,7 @@ router labelled with probability at least ``--confident-at`` keeps the router's 
 rows with query text can be used, and the ledger keeps text only for tenants that opted in
 (``tenants[].keep_query_text``); without it the command says so and stops. The candidate is
 trained on 80% of the rows and written only if it beats the serving router on the other 20%
-(``router_training.retrain``); then point the service at it (docs/cluster.md, "Router").
+(``router_training.retrain``); with ``--apply URL`` it is then put in service (``router_apply``).
 ``--data FILE`` adds a labelled file (e.g. the serving router's own training data) to the
 training rows, never to the comparison rows.
 """

@@ -144,10 +144,12 @@ def run_from_ledger(kwargs: dict[str, Any], options: dict[str, Any]) -> None:
     """`router train --from-ledger` (or a missing --data, which is an error)."""
     if not kwargs["from_ledger"]:
         raise click.UsageError("give --data FILE (labelled queries) or --from-ledger")
+    from orchestrator.cli.router_apply import apply_router, echo_applied, router_target
     from orchestrator.cli.router_ledger import train_from_ledger
     from router_training.artifact import ArtifactError
     from router_training.data import DataError
 
+    target = router_target(kwargs["apply_url"], kwargs["api_key"])  # before any training
     url, serving = _ledger_and_serving(kwargs)
     try:
         report = train_from_ledger(
@@ -162,6 +164,8 @@ def run_from_ledger(kwargs: dict[str, Any], options: dict[str, Any]) -> None:
         )
     except (DataError, ArtifactError, FileExistsError, ValueError) as error:
         raise click.ClickException(str(error)) from error
+    if target is not None and report["replaced"]:
+        report["applied"] = apply_router(target, Path(kwargs["out"]))
     if kwargs["as_json"]:
         click.echo(json.dumps(report, indent=2, default=str))
         return
@@ -171,8 +175,15 @@ def run_from_ledger(kwargs: dict[str, Any], options: dict[str, Any]) -> None:
         cells = ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if isinstance(v, float))
         click.echo(f"  {name:9s} {cells}")
     click.echo(report["reason"])
-    if report["replaced"]:
+    if not report["replaced"]:
+        if target is not None:
+            click.echo(f"nothing applied: {target.url} keeps its router")
+        return
+    click.echo(f"new router {report['candidate_version']} -> {kwargs['out']}")
+    if target is not None:
+        echo_applied(target, report["applied"], as_json=False)
+    else:
         click.echo(
-            f"new router {report['candidate_version']} -> {kwargs['out']}; put it in service "
-            "with the router swap (docs/cluster.md, 'Router')"
+            f"put it in service with `spillway router apply {kwargs['out']} --url URL` "
+            "(docs/router.md, 'Putting a new router in service')"
         )

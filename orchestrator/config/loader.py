@@ -30,7 +30,9 @@ from orchestrator.config.tenants import TenantSettings, check_tenant_adapters
 __all__ = [
     "ConfigError",
     "SpillwayConfig",
+    "adapter_label_entries",
     "load_config",
+    "router_label_problems",
     "validate_cascade",
     "validate_config_dict",
     "with_cascade_file",
@@ -154,6 +156,27 @@ def validate_cascade(data: Any, router: RouterSettings) -> CascadePolicy:
             ],
         )
     return policy
+
+
+def adapter_label_entries(config: SpillwayConfig) -> list[tuple[str, str]]:
+    """Each (label, config entry) that sends a router label to an adapter: `router.adapters`
+    (labels mapped to null go to the base model and need no label) and every tenant's."""
+    entries = [
+        (label, f"router.adapters.{label}")
+        for label, adapter in config.router.adapters.items()
+        if adapter is not None
+    ]
+    for index, tenant in enumerate(config.tenants):
+        entries += [(label, f"tenants[{index}].adapters.{label}") for label in tenant.adapters]
+    return entries
+
+
+def router_label_problems(config: SpillwayConfig, labels: list[str]) -> list[str]:
+    """What a replacement router artifact with these labels would break: each config entry
+    whose label the artifact cannot predict, so that adapter would get no query. Empty: the
+    labels fit."""
+    known = set(labels)
+    return [where for label, where in adapter_label_entries(config) if label not in known]
 
 
 def _unique_keys(digests: dict[str, set[str]]) -> None:

@@ -1,0 +1,82 @@
+"""Putting a router artifact in service on a running Spillway through its admin API
+(`PUT /v1/admin/router`): `spillway router apply DIR --url URL`, and
+`spillway router train --from-ledger ... --apply URL`, which applies only a router it wrote.
+
+The path sent is the artifact's absolute path: the router loads it from its own file system,
+so the service must see the same path (the same machine, or a shared volume). The call reaches
+one replica (docs/router.md, "Putting a new router in service").
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from orchestrator.cli.cascade_apply import ApplyTarget, apply_target
+
+__all__ = ["ROUTER_PATH", "apply_router", "apply_router_options", "echo_applied"]
+
+_ENV_KEY = "SPILLWAY_API_KEY"
+ROUTER_PATH = "/v1/admin/router"
+
+
+def apply_router_options(command: Any) -> Any:
+    """`--apply URL` and `--api-key KEY` of `router train --from-ledger`."""
+    options = [
+        click.option(
+            "--apply",
+            "apply_url",
+            metavar="URL",
+            help="With --from-ledger: when the new router is written (it beat the serving "
+            "one), also put it in service on this running Spillway, e.g. "
+            "http://127.0.0.1:8000 (PUT /v1/admin/router; reaches one replica).",
+        ),
+        click.option("--api-key", envvar=_ENV_KEY, help=f"Admin key for --apply (or ${_ENV_KEY})."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def router_target(url: str | None, api_key: str | None) -> ApplyTarget | None:
+    """The service to apply to, checked before any training is done."""
+    return apply_target(url, api_key)
+
+
+def apply_router(target: ApplyTarget, artifact: Path) -> dict[str, Any]:
+    """PUT the artifact's path; the service's answer (the artifact now in force). A refusal
+    (its message names the reason) or an unreachable service is a ClickException; the
+    service then keeps its router."""
+    import httpx
+
+    url = target.url + ROUTER_PATH
+    headers = {"Authorization": f"Bearer {target.api_key}"}
+    body = {"artifact_path": str(artifact.resolve())}
+    try:
+        response = httpx.put(url, json=body, headers=headers, timeout=300)
+    except httpx.HTTPError as error:
+        raise click.ClickException(f"{url}: {error} (the service keeps its router)") from None
+    if response.status_code >= 400:
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text
+        raise click.ClickException(
+            f"{url}: {response.status_code}: {message} (the service keeps its router)"
+        )
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def echo_applied(target: ApplyTarget, answer: dict[str, Any], as_json: bool) -> None:
+    """Say what is now in service (the full answer with --json)."""
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    click.echo(
+        f"router {answer.get('artifact_version')} in service at {target.url} "
+        f"({answer.get('placement')} placement, on the replica that answered)"
+    )
