@@ -230,25 +230,3 @@ def post_feedback(base_url: str, key: str, replies: Sequence[Reply]) -> int:
             response.raise_for_status()
             sent += 1
     return sent
-
-
-def calibrate_from_ledger(
-    ledger: Path, large_quality: float, target: str, out: Path
-) -> CascadePolicy:
-    """`spillway cascade calibrate --from-ledger` on the rows that got feedback."""
-    spillway(
-        "cascade",
-        "calibrate",
-        "--from-ledger",
-        "--ledger-url",
-        f"sqlite:///{ledger}",
-        "--large-quality",
-        f"{large_quality:.6f}",
-        "--target",
-        target,
-        "--min-route-records",
-        str(MIN_ROUTE_RECORDS),
-        "--out",
-        str(out),
-    )
-    return CascadePolicy.model_validate(yaml.safe_load(out.read_text())["policy"])

@@ -19,7 +19,14 @@ from orchestrator.cli.cascade_io import write_structured
 if TYPE_CHECKING:
     from cascade.calibrate import Calibration
 
-__all__ = ["ApplyTarget", "apply_options", "apply_policy", "apply_target", "write_thresholds"]
+__all__ = [
+    "ApplyTarget",
+    "apply_options",
+    "apply_policy",
+    "apply_target",
+    "put_to_service",
+    "write_thresholds",
+]
 
 _ENV_KEY = "SPILLWAY_API_KEY"
 _PATH = "/v1/admin/cascade"
@@ -57,28 +64,34 @@ def apply_target(url: str | None, api_key: str | None) -> ApplyTarget | None:
     return ApplyTarget(url.rstrip("/"), api_key)
 
 
-def apply_policy(target: ApplyTarget, policy: dict[str, Any]) -> dict[str, Any]:
-    """PUT the policy; the service's answer (the policy now in force). The service's refusal
-    (its message names the field) or an unreachable service is a ClickException."""
+def put_to_service(
+    target: ApplyTarget, path: str, body: dict[str, Any], *, timeout: float, kept: str
+) -> dict[str, Any]:
+    """PUT `body` to an admin endpoint of the running service; its answer. A refusal (the
+    service's message names the field) or an unreachable service is a ClickException whose
+    message ends with `kept` (what still holds, e.g. "the service keeps its policy")."""
     import httpx
 
-    url = target.url + _PATH
+    url = target.url + path
     headers = {"Authorization": f"Bearer {target.api_key}"}
     try:
-        response = httpx.put(url, json=policy, headers=headers, timeout=60)
+        response = httpx.put(url, json=body, headers=headers, timeout=timeout)
     except httpx.HTTPError as error:
-        raise click.ClickException(f"{url}: {error} (the thresholds file was written)") from None
+        raise click.ClickException(f"{url}: {error} ({kept})") from None
     if response.status_code >= 400:
         try:
             message = response.json()["error"]["message"]
         except (ValueError, KeyError, TypeError):
             message = response.text
-        raise click.ClickException(
-            f"{url}: {response.status_code}: {message} (the thresholds file was written; the "
-            "service keeps its policy)"
-        )
+        raise click.ClickException(f"{url}: {response.status_code}: {message} ({kept})")
     answer: dict[str, Any] = response.json()
     return answer
+
+
+def apply_policy(target: ApplyTarget, policy: dict[str, Any]) -> dict[str, Any]:
+    """PUT the policy; the service's answer (the policy now in force)."""
+    kept = "the thresholds file was written; the service keeps its policy"
+    return put_to_service(target, _PATH, policy, timeout=60, kept=kept)
 
 
 def write_thresholds(

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from orchestrator.cli.cascade_apply import ApplyTarget, apply_target
+from orchestrator.cli.cascade_apply import ApplyTarget, apply_target, put_to_service
 
 __all__ = ["ROUTER_PATH", "apply_router", "apply_router_options", "echo_applied"]
 
@@ -50,25 +50,9 @@ def apply_router(target: ApplyTarget, artifact: Path) -> dict[str, Any]:
     """PUT the artifact's path; the service's answer (the artifact now in force). A refusal
     (its message names the reason) or an unreachable service is a ClickException; the
     service then keeps its router."""
-    import httpx
-
-    url = target.url + ROUTER_PATH
-    headers = {"Authorization": f"Bearer {target.api_key}"}
     body = {"artifact_path": str(artifact.resolve())}
-    try:
-        response = httpx.put(url, json=body, headers=headers, timeout=300)
-    except httpx.HTTPError as error:
-        raise click.ClickException(f"{url}: {error} (the service keeps its router)") from None
-    if response.status_code >= 400:
-        try:
-            message = response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = response.text
-        raise click.ClickException(
-            f"{url}: {response.status_code}: {message} (the service keeps its router)"
-        )
-    answer: dict[str, Any] = response.json()
-    return answer
+    kept = "the service keeps its router"
+    return put_to_service(target, ROUTER_PATH, body, timeout=300, kept=kept)
 
 
 def echo_applied(target: ApplyTarget, answer: dict[str, Any], as_json: bool) -> None:
