@@ -24,6 +24,8 @@ def create_app(parts: ReplicaParts) -> FastAPI:
     app = FastAPI(title="Spillway", version="0.1.0", docs_url=None, redoc_url=None)
     install_openapi(app)
     install_error_handlers(app)
+    # The chat route first: Starlette tries routes in order, and it is the hot one.
+    app.include_router(chat_router(parts))
     live = parts.service.live_policy
     app.include_router(
         dashboard_router(parts.stats, authorize=parts.authenticate, policy=lambda: live.policy)
@@ -32,7 +34,6 @@ def create_app(parts: ReplicaParts) -> FastAPI:
         tenants_router(parts.stats, parts.config.tenants, authorize=parts.authenticate)
     )
     app.include_router(service_router(parts))
-    app.include_router(chat_router(parts))
     app.include_router(admin_router(parts))
     app.include_router(cascade_admin_router(parts))
     app.include_router(router_admin_router(parts))

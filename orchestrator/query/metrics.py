@@ -15,11 +15,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import fields, is_dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from orchestrator.ledger import LedgerRow, LedgerStats
@@ -31,6 +32,7 @@ LATENCY_BUCKETS_S = (
 )  # fmt: skip
 PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 STAGES = ("router", "small", "large", "total")
+MetricT = TypeVar("MetricT", bound=MetricWrapperBase)
 DIFFICULTY_SIGNAL = "difficulty"  # a pre-generation skip: scores the query, not an answer
 
 
@@ -108,33 +110,45 @@ class SpillwayMetrics:
         )  # fmt: skip
         self._ledger = _LedgerCollector()
         r.register(self._ledger)
+        # The labelled child of each (metric, label values) seen: `labels()` validates, locks
+        # and looks up on every call, about a dozen times per query on the hot path. Label
+        # values are bounded (module docstring), so this holds what the registry holds.
+        self._children: dict[tuple[int, tuple[object, ...]], Any] = {}
+
+    def _child(self, metric: MetricT, *values: object) -> MetricT:
+        key = (id(metric), values)
+        child: MetricT | None = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def observe_query(self, row: LedgerRow) -> None:
         route = route_key(row)
-        self.requests.labels(
-            row.tenant, route, row.adapter or "", row.answered_by or "none", row.status,
-            str(row.http_status),
+        self._child(
+            self.requests, row.tenant, route, row.adapter or "", row.answered_by or "none",
+            row.status, str(row.http_status),
         ).inc()  # fmt: skip
         if row.escalated:
-            self.escalations.labels(row.tenant, route, row.escalation_reason or "unknown").inc()
+            reason = row.escalation_reason or "unknown"
+            self._child(self.escalations, row.tenant, route, reason).inc()
         if row.degraded:
-            self.degraded.labels(row.tenant, route).inc()
+            self._child(self.degraded, row.tenant, route).inc()
         for stage in row.faults.split(",") if row.faults else []:
-            self.faults.labels(stage, row.status).inc()
-        self.cost.labels(row.tenant, route, "small").inc(float(row.cost_small_usd))
-        self.cost.labels(row.tenant, route, "large").inc(float(row.cost_large_usd))
-        self.baseline.labels(row.tenant, route).inc(float(row.baseline_cost_usd))
+            self._child(self.faults, stage, row.status).inc()
+        self._child(self.cost, row.tenant, route, "small").inc(float(row.cost_small_usd))
+        self._child(self.cost, row.tenant, route, "large").inc(float(row.cost_large_usd))
+        self._child(self.baseline, row.tenant, route).inc(float(row.baseline_cost_usd))
         for tier in ("small", "large"):
             for kind in ("prompt", "completion"):
-                self.tokens.labels(tier, kind).inc(getattr(row, f"{tier}_{kind}_tokens"))
+                self._child(self.tokens, tier, kind).inc(getattr(row, f"{tier}_{kind}_tokens"))
         for stage in STAGES:
             millis = getattr(row, f"latency_{stage}_ms")
             if millis is not None:
-                self.latency.labels(stage, route).observe(millis / 1000.0)
+                self._child(self.latency, stage, route).observe(millis / 1000.0)
         if row.confidence is not None and row.confidence_signal != DIFFICULTY_SIGNAL:
-            self.confidence.labels(route).observe(row.confidence)
+            self._child(self.confidence, route).observe(row.confidence)
         if row.route is not None and row.route_probability is not None:
-            self.router_probability.labels(row.route).observe(row.route_probability)
+            self._child(self.router_probability, row.route).observe(row.route_probability)
 
     def observe_ledger(self, stats: LedgerStats) -> None:
         """Remember the ledger's `LedgerStats` (a snapshot; the latest one is exposed)."""

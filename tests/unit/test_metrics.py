@@ -84,3 +84,19 @@ def test_module_functions_share_one_registry(monkeypatch: pytest.MonkeyPatch) ->
     body, _ = metrics.render_metrics()
     assert b'spillway_requests_total{adapter="math",code="200"' in body
     assert b"spillway_ledger_write_failures_total 0.0" in body
+
+
+def test_repeated_label_values_keep_counting() -> None:
+    """The labelled children are remembered between queries: the same rows observed twice
+    count twice, and a query with new label values still gets its own series."""
+    m = SpillwayMetrics()
+    rows = sample.rows(datetime(2025, 3, 1, tzinfo=UTC))
+    for row in rows + rows:
+        m.observe_query(row)
+    twice = samples(m)
+    assert total(twice, "spillway_requests_total") == 20
+    assert total(twice, "spillway_requests_total", route="math", model="large-model") == 6
+    assert total(twice, "spillway_cost_usd_total", tier="large") == pytest.approx(0.230)
+    assert total(twice, "spillway_stage_latency_seconds_count", stage="total") == 20
+    m.observe_query(rows[0].model_copy(update={"tenant": "gamma"}))
+    assert total(samples(m), "spillway_requests_total", tenant="gamma") == 1
