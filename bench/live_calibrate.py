@@ -66,13 +66,17 @@ def _calibrate(
 ) -> CascadePolicy:
     data = out.with_suffix(".jsonl")
     _write_jsonl(data, [r | {"score": s} for r, s in zip(rows, scores, strict=True)])
+    source = ["--outcomes", str(data), "--score-field", "score"]
+    return calibrate_with_cli(source, target, out, *extra)
+
+
+def calibrate_with_cli(source: list[str], target: str, out: Path, *extra: str) -> CascadePolicy:
+    """`spillway cascade calibrate` on `source` (its data options), written to `out`; the
+    policy it wrote."""
     spillway(
         "cascade",
         "calibrate",
-        "--outcomes",
-        str(data),
-        "--score-field",
-        "score",
+        *source,
         "--target",
         target,
         "--min-route-records",

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
-from bench.live_calibrate import MIN_ROUTE_RECORDS, spillway
+from bench.live_calibrate import calibrate_with_cli
 from cascade.policy import CascadePolicy
 
 ADMIN_PATH = "/v1/admin/cascade"
@@ -45,23 +44,9 @@ def calibrate_from_ledger(
 ) -> CascadePolicy:
     """`spillway cascade calibrate --from-ledger` on the rows that got feedback, written to
     `out`; `extra` adds options (`--apply URL --api-key KEY`, `--signal learned`)."""
-    spillway(
-        "cascade",
-        "calibrate",
-        "--from-ledger",
-        "--ledger-url",
-        f"sqlite:///{ledger}",
-        "--large-quality",
-        f"{large_quality:.6f}",
-        "--target",
-        target,
-        "--min-route-records",
-        str(MIN_ROUTE_RECORDS),
-        "--out",
-        str(out),
-        *extra,
-    )
-    return CascadePolicy.model_validate(yaml.safe_load(out.read_text())["policy"])
+    source = ["--from-ledger", "--ledger-url", f"sqlite:///{ledger}"]
+    source += ["--large-quality", f"{large_quality:.6f}"]
+    return calibrate_with_cli(source, target, out, *extra)
 
 
 def model_processes(session: int) -> dict[str, int]:

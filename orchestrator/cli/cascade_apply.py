@@ -38,16 +38,17 @@ class ApplyTarget:
     api_key: str
 
 
-def apply_options(command: Any) -> Any:
-    """`--apply URL` and `--api-key KEY` (as `spillway adapters ... --url`)."""
+_CASCADE_APPLY_HELP = (
+    "Also put the new policy in force on this running service, e.g. "
+    "http://127.0.0.1:8000 (PUT /v1/admin/cascade; reaches one ingress replica)."
+)
+
+
+def apply_options(command: Any, apply_help: str = _CASCADE_APPLY_HELP) -> Any:
+    """`--apply URL` and `--api-key KEY` (as `spillway adapters ... --url`); `apply_help`
+    says what --apply puts in force."""
     options = [
-        click.option(
-            "--apply",
-            "apply_url",
-            metavar="URL",
-            help="Also put the new policy in force on this running service, e.g. "
-            "http://127.0.0.1:8000 (PUT /v1/admin/cascade; reaches one ingress replica).",
-        ),
+        click.option("--apply", "apply_url", metavar="URL", help=apply_help),
         click.option("--api-key", envvar=_ENV_KEY, help=f"Admin key for --apply (or ${_ENV_KEY})."),
     ]
     for option in reversed(options):

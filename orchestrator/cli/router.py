@@ -297,9 +297,9 @@ def apply(artifact: Path, url: str, api_key: str | None, as_json: bool) -> None:
     for the next queries; a bad one is refused and the old one keeps serving. The path is
     sent as an absolute path: the service must see the same file system. Reaches one replica:
     with several, set the deployment's user_config instead (docs/router.md)."""
-    from orchestrator.cli.router_apply import apply_router, echo_applied, router_target
+    from orchestrator.cli.router_apply import apply_router, apply_target, echo_applied
 
-    target = router_target(url, api_key)
+    target = apply_target(url, api_key)
     assert target is not None
     echo_applied(target, apply_router(target, artifact), as_json)
 

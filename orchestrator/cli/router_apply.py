@@ -15,35 +15,28 @@ from typing import Any
 
 import click
 
-from orchestrator.cli.cascade_apply import ApplyTarget, apply_target, put_to_service
+from orchestrator.cli.cascade_apply import (
+    ApplyTarget,
+    apply_options,
+    apply_target,
+    put_to_service,
+)
 
-__all__ = ["ROUTER_PATH", "apply_router", "apply_router_options", "echo_applied"]
+__all__ = ["ROUTER_PATH", "apply_router", "apply_router_options", "apply_target", "echo_applied"]
 
-_ENV_KEY = "SPILLWAY_API_KEY"
 ROUTER_PATH = "/v1/admin/router"
+
+
+_ROUTER_APPLY_HELP = (
+    "With --from-ledger: when the new router is written (it beat the serving one), also put "
+    "it in service on this running Spillway, e.g. http://127.0.0.1:8000 "
+    "(PUT /v1/admin/router; reaches one replica)."
+)
 
 
 def apply_router_options(command: Any) -> Any:
     """`--apply URL` and `--api-key KEY` of `router train --from-ledger`."""
-    options = [
-        click.option(
-            "--apply",
-            "apply_url",
-            metavar="URL",
-            help="With --from-ledger: when the new router is written (it beat the serving "
-            "one), also put it in service on this running Spillway, e.g. "
-            "http://127.0.0.1:8000 (PUT /v1/admin/router; reaches one replica).",
-        ),
-        click.option("--api-key", envvar=_ENV_KEY, help=f"Admin key for --apply (or ${_ENV_KEY})."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def router_target(url: str | None, api_key: str | None) -> ApplyTarget | None:
-    """The service to apply to, checked before any training is done."""
-    return apply_target(url, api_key)
+    return apply_options(command, _ROUTER_APPLY_HELP)
 
 
 def apply_router(target: ApplyTarget, artifact: Path) -> dict[str, Any]:

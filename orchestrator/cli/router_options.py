@@ -144,12 +144,12 @@ def run_from_ledger(kwargs: dict[str, Any], options: dict[str, Any]) -> None:
     """`router train --from-ledger` (or a missing --data, which is an error)."""
     if not kwargs["from_ledger"]:
         raise click.UsageError("give --data FILE (labelled queries) or --from-ledger")
-    from orchestrator.cli.router_apply import apply_router, echo_applied, router_target
+    from orchestrator.cli.router_apply import apply_router, apply_target, echo_applied
     from orchestrator.cli.router_ledger import train_from_ledger
     from router_training.artifact import ArtifactError
     from router_training.data import DataError
 
-    target = router_target(kwargs["apply_url"], kwargs["api_key"])  # before any training
+    target = apply_target(kwargs["apply_url"], kwargs["api_key"])  # before any training
     url, serving = _ledger_and_serving(kwargs)
     try:
         report = train_from_ledger(
