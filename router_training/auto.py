@@ -70,7 +70,7 @@ _ENCODER_FIXED_S = 150.0
 #: ``max_length`` is chosen from the data (``encoder_length``).
 ENSEMBLE_DEFAULTS: dict[str, Any] = {
     "base_model": Path("minilm"),
-    "epochs": 2,
+    "epochs": 3,
     "learning_rate": 1e-4,
     "onnx_optimization": "int8",
 }

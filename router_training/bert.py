@@ -70,13 +70,14 @@ def fit_encoder(
     tokenizer = _tokenizer(base, train.texts, config.max_length)
     encoder = _encoder(base, tokenizer, config)
     pooling: Literal["mean", "cls"] = "mean" if base is not None else "cls"
-    model = build_classifier(encoder, len(labels), pooling)
+    fine = _fine_targets(train)
+    model = build_classifier(encoder, len(labels), pooling, n_fine=_class_count(fine))
     y_train = np.array([labels.index(label) for label in train.labels])
     y_val = np.array([labels.index(label) for label in held.labels])
     soft = _teacher_probabilities(config.teacher, train.texts, labels)
     history = run_trainer(
         model,
-        _encode(tokenizer, train.texts, y_train, soft),
+        _encode(tokenizer, train.texts, y_train, soft, fine),
         _encode(tokenizer, held.texts, y_val, None),
         class_weights=_class_weights(y_train, len(labels)),
         config=config,
@@ -84,6 +85,8 @@ def fit_encoder(
         work_dir=staging / "_trainer",
     )
     shutil.rmtree(staging / "_trainer", ignore_errors=True)
+    if fine is not None:
+        history["fine_labels"] = {"field": train.fine_field, "classes": _class_count(fine)}
     return _export(model, tokenizer, config, staging, held, labels, pooling, base, history)
 
 
@@ -164,14 +167,33 @@ def _encoder(base: Path | None, tokenizer: Any, config: TrainConfig) -> Any:
     return encoder
 
 
+def _fine_targets(train: LabelledData) -> np.ndarray | None:
+    """The training rows' finer-label class indices (``router_training.fine_labels``), or
+    None when the data has no finer labels."""
+    if train.fine_labels is None:
+        return None
+    classes = sorted(set(train.fine_labels))
+    return np.array([classes.index(key) for key in train.fine_labels])
+
+
+def _class_count(targets: np.ndarray | None) -> int:
+    return 0 if targets is None else int(targets.max()) + 1
+
+
 def _encode(
-    tokenizer: Any, texts: list[str], targets: np.ndarray, soft: np.ndarray | None
+    tokenizer: Any,
+    texts: list[str],
+    targets: np.ndarray,
+    soft: np.ndarray | None,
+    fine: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     rows = []
     for i, encoding in enumerate(tokenizer.encode_batch(texts)):
         row: dict[str, Any] = {"input_ids": encoding.ids, "labels": int(targets[i])}
         if soft is not None:
             row["soft_labels"] = soft[i].tolist()
+        if fine is not None:
+            row["fine_labels"] = int(fine[i])
         rows.append(row)
     return rows
 

@@ -89,6 +89,13 @@ class TrainConfig(BaseModel):
         "'agreement>=0.995' (optionally ',abstain_agreement>=W'), 'encoder_fraction<=0.3', "
         "'fixed=0.9' or 'none' (the encoder scores every query).",
     )
+    fine_label_field: str | None = Field(
+        "auto",
+        description="Training-data field of finer labels nested in the label (an intent within "
+        "a domain): encoders also learn them through a second head that is dropped after "
+        "training, which keeps each finer class compact for the out-of-scope distance "
+        "(router_training.fine_labels). 'auto': a field that fits, if any; None: off.",
+    )
     oos_distance_rate: float | None = Field(
         None,
         ge=0.0,

@@ -8,6 +8,7 @@ label is one of them) become the labels ``"true"`` and ``"false"`` so the same t
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -15,6 +16,8 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from router_training.fine_labels import detect_fine_field, fine_keys
 
 __all__ = [
     "OUT_OF_SCOPE_NAMES",
@@ -52,6 +55,10 @@ class LabelledData:
     sha256: str
     boolean_labels: bool = False
     lines: list[int] | None = None
+    fine_labels: list[str] | None = None
+    """Per row, a class finer than its label (``fine_labels.fine_keys``), or None."""
+    fine_field: str | None = None
+    """The field ``fine_labels`` came from."""
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -68,6 +75,10 @@ class LabelledData:
             sha256=self.sha256,
             boolean_labels=self.boolean_labels,
             lines=[self.lines[i] for i in indices] if self.lines is not None else None,
+            fine_labels=(
+                [self.fine_labels[i] for i in indices] if self.fine_labels is not None else None
+            ),
+            fine_field=self.fine_field,
         )
 
     def line_of(self, index: int) -> int | None:
@@ -88,10 +99,13 @@ def read_labelled(
     text_field: str = "text",
     label_field: str = "label",
     min_labels: int = 2,
+    fine_field: str | None = None,
 ) -> LabelledData:
     """Read a JSONL (one object a line) or CSV (with a header) file of labelled queries.
 
     ``min_labels`` is 2 for training (one label cannot be learned) and 1 for evaluation.
+    ``fine_field``: a field of finer labels nested in the labels, for encoder training
+    (``router_training.fine_labels``); "auto" finds one if the rows have it; None: none.
     """
     path = Path(path)
     if not path.is_file():
@@ -104,10 +118,13 @@ def read_labelled(
     texts: list[str] = []
     labels: list[object] = []
     lines: list[int] = []
+    records: list[dict[str, object]] = []
     for line, record in rows(path, text, text_field, label_field):
         texts.append(_text_value(path, line, record.get(text_field), text_field))
         labels.append(record.get(label_field))
         lines.append(line)
+        if fine_field is not None:
+            records.append(record)
     label_strings, boolean = _normalise_labels(path, labels, lines, label_field)
     if len(set(label_strings)) < min_labels:
         raise DataError(
@@ -116,7 +133,33 @@ def read_labelled(
             "a router needs at least two labels; add queries of another label",
         )
     digest = hashlib.sha256(raw).hexdigest()
-    return LabelledData(texts, label_strings, str(path), digest, boolean, lines)
+    data = LabelledData(texts, label_strings, str(path), digest, boolean, lines)
+    if fine_field is None:
+        return data
+    return _with_fine_labels(data, records, fine_field, {text_field, label_field})
+
+
+def _with_fine_labels(
+    data: LabelledData, records: list[dict[str, object]], field: str, exclude: set[str]
+) -> LabelledData:
+    """``data`` with the finer labels of ``field`` ("auto": detected, maybe none)."""
+    if field == "auto":
+        found = detect_fine_field(records, data.labels, exclude)
+        if found is None:
+            return data
+        field = found
+    values: list[str] = []
+    for index, record in enumerate(records):
+        value = record.get(field)
+        if not isinstance(value, str | int) or isinstance(value, bool) or not str(value).strip():
+            raise DataError(
+                data.source,
+                f"missing or empty field {field!r} (the finer label)",
+                f"give every row a {field!r}, or pass --fine-label-field none",
+                data.line_of(index),
+            )
+        values.append(str(value).strip())
+    return dataclasses.replace(data, fine_labels=fine_keys(data.labels, values), fine_field=field)
 
 
 def find_out_of_scope_label(labels: Sequence[str], requested: str | None) -> str | None:

@@ -38,8 +38,12 @@ ENCODER_FILES = ("config.json", "model.safetensors", "head.safetensors", "tokeni
 _SUB_BATCH = 64
 
 
-def build_classifier(encoder: Any, n_labels: int, pooling: str, dropout: float = 0.1) -> Any:
-    """An encoder with masked mean (or [CLS]) pooling and a linear head."""
+def build_classifier(
+    encoder: Any, n_labels: int, pooling: str, dropout: float = 0.1, n_fine: int = 0
+) -> Any:
+    """An encoder with masked mean (or [CLS]) pooling and a linear head; with ``n_fine``, a
+    second head over finer labels whose logits (``fine_logits``) exist in training mode only,
+    so neither the saved files nor the ONNX graph have it (``router_training.fine_labels``)."""
     import torch
     from torch import nn
 
@@ -50,6 +54,7 @@ def build_classifier(encoder: Any, n_labels: int, pooling: str, dropout: float =
             self.pooling = pooling
             self.dropout = nn.Dropout(dropout)
             self.head = nn.Linear(encoder.config.hidden_size, n_labels)
+            self.fine_head = nn.Linear(encoder.config.hidden_size, n_fine) if n_fine else None
             self.with_pooled = False  # also output the pooled vector (ONNX export, embeddings)
 
         def forward(
@@ -64,8 +69,13 @@ def build_classifier(encoder: Any, n_labels: int, pooling: str, dropout: float =
             else:
                 mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-            logits = self.head(self.dropout(pooled))
-            return {"logits": logits, "pooled": pooled} if self.with_pooled else {"logits": logits}
+            dropped = self.dropout(pooled)
+            logits = self.head(dropped)
+            if self.with_pooled:
+                return {"logits": logits, "pooled": pooled}
+            if self.training and self.fine_head is not None:
+                return {"logits": logits, "fine_logits": self.fine_head(dropped)}
+            return {"logits": logits}
 
     return PooledClassifier()
 

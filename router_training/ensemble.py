@@ -161,7 +161,8 @@ def fit_ensemble(
     )
 
 
-#: Training rows per label the distance detector's means and covariance are fitted on.
+#: Training rows per label (per finer class, when the data has them) the distance detector's
+#: means and covariance are fitted on.
 _DETECTOR_ROWS_PER_LABEL = 400
 
 
@@ -181,9 +182,13 @@ def _fit_detector(
     if config.oos_distance_rate is None or oos_index is None or encoder.embed is None:
         return None
     rng = np.random.default_rng(config.seed)
+    # one mean per finer class when the data has them (router_training.fine_labels)
+    classes = train.fine_labels or train.labels
+    oos_label = labels[oos_index]
     by_label: dict[str, list[int]] = {}
-    for index, label in enumerate(train.labels):
-        by_label.setdefault(label, []).append(index)
+    for index, label in enumerate(classes):
+        if train.labels[index] != oos_label:
+            by_label.setdefault(label, []).append(index)
     sample = sorted(
         i
         for rows in by_label.values()
@@ -193,8 +198,9 @@ def _fit_detector(
     held_pooled = encoder.embed(held.texts)
     if pooled is None or held_pooled is None:
         return None
-    targets = np.array([labels.index(train.labels[i]) for i in sample])
-    detector = DistanceDetector.fit(pooled, targets, oos_index)
+    names = sorted(by_label)
+    targets = np.array([names.index(classes[i]) for i in sample])
+    detector = DistanceDetector.fit(pooled, targets, None)
     in_scope = np.array([labels.index(label) != oos_index for label in held.labels])
     evidence = ensemble_evidence(fused, oos_index)
     detector.calibrate(held_pooled, evidence, in_scope, config.oos_distance_rate)

@@ -71,6 +71,7 @@ def _router_trainer_class(class_weights: np.ndarray) -> Any:
         ) -> Any:
             labels = inputs.pop("labels")
             soft = inputs.pop("soft_labels", None)
+            fine = inputs.pop("fine_labels", None)
             outputs = model(**inputs)
             logits = outputs["logits"]
             loss = torch.nn.functional.cross_entropy(logits, labels, weight=weights)
@@ -78,6 +79,9 @@ def _router_trainer_class(class_weights: np.ndarray) -> Any:
                 log_probs = torch.nn.functional.log_softmax(logits, dim=-1)
                 distil = torch.nn.functional.kl_div(log_probs, soft, reduction="batchmean")
                 loss = (1 - _DISTIL_WEIGHT) * loss + _DISTIL_WEIGHT * distil
+            if fine is not None and "fine_logits" in outputs:
+                # the finer labels' head (router_training.fine_labels), weighted as the label's
+                loss = loss + torch.nn.functional.cross_entropy(outputs["fine_logits"], fine)
             return (loss, outputs) if return_outputs else loss
 
     return RouterTrainer
@@ -187,6 +191,8 @@ def _collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
     if "soft_labels" in rows[0]:
         batch["soft_labels"] = torch.tensor([row["soft_labels"] for row in rows])
+    if "fine_labels" in rows[0]:
+        batch["fine_labels"] = torch.tensor([row["fine_labels"] for row in rows])
     return batch
 
 

@@ -163,7 +163,16 @@ def train_auto(
 def _load_data(
     data: Path, val: Path | str | None, text_field: str, label_field: str, config: TrainConfig
 ) -> tuple[LabelledData, LabelledData, str]:
-    train = read_labelled(data, text_field=text_field, label_field=label_field)
+    train = read_labelled(
+        data, text_field=text_field, label_field=label_field, fine_field=config.fine_label_field
+    )
+    if train.fine_labels is not None:
+        log.info(
+            "finer labels: field %r (%d classes within %d labels) for encoder training",
+            train.fine_field,
+            len(set(train.fine_labels)),
+            len(set(train.labels)),
+        )
     if val is not None:
         held = read_labelled(val, text_field=text_field, label_field=label_field, min_labels=1)
         return train, held, f"file {val} ({len(held)} rows)"

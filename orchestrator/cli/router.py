@@ -71,6 +71,15 @@ def _gate_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--teacher", type=click.Path(path_type=Path), help="Router artifact to distil.")
 @click.option("--text-field", default="text", show_default=True, help="Field with the query.")
 @click.option("--label-field", default="label", show_default=True, help="Field with the label.")
+@click.option(
+    "--fine-label-field",
+    default="auto",
+    show_default=True,
+    help="Field of finer labels nested in the label (an intent within a domain), learnt by "
+    "encoders through a second head (dropped after training) so that out-of-scope queries "
+    "stand out by distance. 'auto': a text field whose values each fall within one label, if "
+    "any; 'none': off.",
+)
 @click.option("--epochs", type=int, help="Maximum epochs (default: the model kind's).")
 @click.option("--seed", default=0, show_default=True, help="Random seed (training is repeatable).")
 @click.option(

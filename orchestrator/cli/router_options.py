@@ -35,6 +35,7 @@ _CONFIG_OPTIONS = (
     "threads",
     "time_budget",
     "oos_distance_rate",
+    "fine_label_field",
 )
 
 
@@ -49,7 +50,7 @@ def given_options(ctx: click.Context, kwargs: dict[str, Any]) -> dict[str, Any]:
         value = kwargs[name]
         if value is None:
             continue
-        if name == "out_of_scope_label" and value == "none":
+        if name in ("out_of_scope_label", "fine_label_field") and value == "none":
             value = None
         options["time_budget_s" if name == "time_budget" else name] = value
     return options

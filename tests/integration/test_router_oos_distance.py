@@ -71,3 +71,27 @@ def test_encoder_time_limit_stops_after_one_validation(tiny_encoder: Path, tmp_p
     assert manifest["params"]["epochs_run"] == 1  # stopped in epoch 1, validated once
     assert manifest["params"]["best_epoch"] < 1.0
     assert report.metrics["accuracy"] is not None
+
+
+def test_finer_labels_train_a_second_head_that_the_artifact_drops(
+    tiny_encoder: Path, tmp_path: Path
+) -> None:
+    rows = [json.loads(line) for line in DOMAINS_SAMPLE.read_text().splitlines()]
+    for index, row in enumerate(rows):
+        row["label"] = "out_of_scope" if row["label"] == "general" else row["label"]
+        row["intent"] = f"{row['label']}-{index % 3}"  # three finer classes per label
+    data = tmp_path / "intents.jsonl"
+    data.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    out = tmp_path / "router"
+    train_router(
+        data, out, kind="ensemble", base_model=tiny_encoder, epochs=1, max_length=24,
+        onnx_optimization="none", ensemble_gate="none", oos_distance_rate=0.05, progress=False,
+    )  # fmt: skip
+    manifest = json.loads((out / "manifest.json").read_text())
+    n_labels = len(manifest["labels"])
+    assert manifest["params"]["fine_labels"] == {"field": "intent", "classes": 3 * n_labels}
+    # the detector keeps one mean per in-scope finer class
+    assert DistanceDetector.load(out).means.shape[0] == 3 * (n_labels - 1)
+    router = load_router(out)
+    logits = router._scorer._encoder.logits(["a question"])  # type: ignore[attr-defined]
+    assert logits.shape == (1, n_labels)  # the finer head is not in the served graph

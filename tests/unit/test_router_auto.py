@@ -33,7 +33,7 @@ def test_small_data_plans_every_candidate_with_the_ensemble_defaults() -> None:
     assert [p.name for p in plans] == ["tfidf", "ensemble", "hybrid"]
     assert all(p.skip_reason is None for p in plans)
     ensemble = plans[1].config
-    assert (ensemble.kind, ensemble.max_length, ensemble.epochs) == ("ensemble", 32, 2)
+    assert (ensemble.kind, ensemble.max_length, ensemble.epochs) == ("ensemble", 32, 3)
     assert all(p.config.abstain_target == "abstain_rate<=0.01" for p in plans)
     assert ensemble.oos_distance_rate == 0.01
     other = TrainConfig(kind="auto", abstain_target="oos_recall>=0.8")
