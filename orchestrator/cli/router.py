@@ -164,7 +164,8 @@ def _gate_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
     "--threads",
     type=click.IntRange(min=1),
     help="CPU threads for training and the evaluation after it (default: 1; for --kind auto "
-    "the idle cores: usable cores less the load average, at least 1): 1 is fastest on a busy "
+    "the idle cores: usable cores less those both the load average and a 1-second sample "
+    "find busy, at least 1): 1 is fastest on a busy "
     "machine, the number of cores on an idle one. Training is repeatable for a given --seed "
     "and --threads (thread counts change floating-point rounding).",
 )

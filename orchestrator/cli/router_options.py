@@ -10,6 +10,8 @@ from typing import Any
 import click
 
 __all__ = [
+    "busy_cores_now",
+    "cores_left",
     "from_ledger_options",
     "given_options",
     "idle_cores",
@@ -57,14 +59,55 @@ def given_options(ctx: click.Context, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def idle_cores() -> int:
-    """CPU cores this process may run on that other work is not using now: the usable cores
-    less the one-minute load average (at least 1). Training threads beyond the idle cores
-    cost far more than they give: OpenMP threads spin while a busy core is taken (one
-    MiniLM step took ~10x longer with 2 threads than with 1 beside another busy process)."""
+    """CPU cores this process may run on that other work is not using now (at least 1).
+
+    Training threads beyond the idle cores cost far more than they give: OpenMP threads spin
+    while a busy core is taken (one MiniLM step took ~10x longer with 2 threads than with 1
+    beside another busy process). A core counts as taken only when both the one-minute load
+    average and a one-second sample of /proc/stat say so: the load average alone lags (right
+    after a test run or a previous training it still reads ~1.5 on an idle machine, which
+    gave a 10-minute job 1 thread of 2), and a one-second sample alone can land on a blip."""
     import os
 
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (usable or 1) - round(os.getloadavg()[0]))
+    return cores_left(usable or 1, os.getloadavg()[0], busy_cores_now())
+
+
+def cores_left(usable: int, load_average: float, busy_now: float | None) -> int:
+    """``usable`` less the cores other work takes (the smaller of the two measures), at least 1."""
+    taken = load_average if busy_now is None else min(load_average, busy_now)
+    return max(1, usable - round(taken))
+
+
+def busy_cores_now(seconds: float = 1.0) -> float | None:
+    """Cores busy over the next ``seconds`` (from /proc/stat), or None where it cannot be read."""
+    import os
+    import time
+
+    first = _cpu_times()
+    if first is None:
+        return None
+    time.sleep(seconds)
+    second = _cpu_times()
+    if second is None:
+        return None
+    total = sum(second) - sum(first)
+    idle = (second[3] + second[4]) - (first[3] + first[4])  # idle + iowait
+    if total <= 0:
+        return None
+    return (1.0 - idle / total) * (os.cpu_count() or 1)
+
+
+def _cpu_times() -> list[int] | None:
+    """The aggregate ``cpu`` line of /proc/stat: user nice system idle iowait irq softirq..."""
+    try:
+        with open("/proc/stat", encoding="ascii") as handle:
+            fields = handle.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 6 or fields[0] != "cpu":
+        return None
+    return [int(value) for value in fields[1:9]]
 
 
 def seconds_of(value: str) -> float:
