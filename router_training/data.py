@@ -144,6 +144,8 @@ def _with_fine_labels(
 ) -> LabelledData:
     """``data`` with the finer labels of ``field`` ("auto": detected, maybe none)."""
     if field == "auto":
+        if data.boolean_labels:  # true/false outcomes have no finer classes
+            return data
         found = detect_fine_field(records, data.labels, exclude)
         if found is None:
             return data

@@ -80,3 +80,11 @@ def test_a_named_fine_field_missing_on_a_row_names_the_line(tmp_path: Path) -> N
         read_labelled(path, fine_field="intent")
     # auto: the field is not on every row, so it is not taken
     assert read_labelled(path, fine_field="auto").fine_labels is None
+
+
+def test_true_false_labels_get_no_finer_labels(tmp_path: Path) -> None:
+    rows = [{**row, "label": row["label"] == "bank"} for row in _rows()]
+    path = tmp_path / "q.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    data = read_labelled(path, fine_field="auto")
+    assert data.boolean_labels and data.fine_labels is None
